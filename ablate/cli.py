@@ -1,0 +1,134 @@
+"""The `ablate` command line. Heavy imports (torch, ray, mlflow) happen inside the commands, so
+`ablate --help` answers at once. Exit codes: 0 ok, 1 failure, 2 bad input."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+DESCRIPTION = """\
+Hyperparameter and ablation searches for prompt learning on a frozen CLIP.
+
+A study is one YAML file (see search_spaces/ and docs/search-spaces.md): a method, base
+config overrides, the parameters to search, seeds, search algorithm and scheduler. Ray Tune
+runs the trials, Optuna samples them, ASHA stops weak ones early, MLflow records every study,
+trial and seed, and a Parquet table holds every (trial, seed, epoch) row.
+"""
+
+SEARCH_HELP = """\
+Validate FILE, then run its search: every sampled configuration trains once per seed (the seeds
+of a configuration run together in one trial and share the backbone), and the scheduler and the
+searcher see the seed mean of the study metric after every epoch.
+
+Anything after FILE is a Hydra override applied on top of the file's `base`, e.g.
+    ablate search search_spaces/quickstart.yaml train.epochs=4 dataset.shots=8
+
+An invalid file (or override) is reported with file, line, key and reason, exit status 2, and
+nothing is launched. Results go to RESULTS_DIR/<study name>/results.parquet and to MLflow
+(MLFLOW_TRACKING_URI or --tracking-uri; default: sqlite:///mlflow.db in this directory).
+"""
+
+EPILOG = """\
+examples:
+  ablate search search_spaces/quickstart.yaml --dry-run    # print the plan, run nothing
+  ablate search search_spaces/quickstart.yaml              # run it (local Ray, SQLite MLflow)
+  ablate methods                                           # registered methods and their knobs
+  mlflow ui --backend-store-uri sqlite:///mlflow.db        # review the runs
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    from ablate.errors import AblateError
+
+    try:
+        return args.func(args)
+    except AblateError as err:
+        print(f"ablate: {type(err).__name__}:\n{err}", file=sys.stderr)
+        return err.exit_code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ablate",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from ablate import __version__
+
+    parser.add_argument("--version", action="version", version=f"ablate {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
+
+    search = commands.add_parser(
+        "search",
+        help="run a hyperparameter or ablation search from a YAML file",
+        description=SEARCH_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    search.add_argument("file", metavar="FILE", help="search-space YAML (see search_spaces/)")
+    search.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides")
+    search.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    search.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
+    )
+    search.add_argument(
+        "--address", help="Ray cluster address (default: start a local Ray on 127.0.0.1)"
+    )
+    search.add_argument(
+        "--results-dir",
+        default="results",
+        type=Path,
+        help="folder for the Parquet table and Ray's files (default: ./results)",
+    )
+    search.set_defaults(func=cmd_search)
+
+    methods = commands.add_parser("methods", help="list the registered methods and their knobs")
+    methods.set_defaults(func=cmd_methods)
+    return parser
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from ablate import spec as specs
+
+    spec = specs.load(args.file, args.overrides)
+    if args.dry_run:
+        print(specs.describe_plan(spec))
+        return 0
+    from ablate.run import run_search
+
+    return run_search(spec, args.results_dir, args.tracking_uri, args.address)
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import trainers
+
+    for name in trainers.list_methods():
+        cls = trainers.get_method(name)
+        doc = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
+        print(f"{name}: {doc}")
+        for f in dataclasses.fields(cls.Config):
+            print(f"    method.{f.name} = {f.default!r}")
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    started = time.monotonic()
+    code = main()
+    if code and code != 2:
+        print(f"ablate: failed after {time.monotonic() - started:.0f}s", file=sys.stderr)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,126 @@
+"""Hydra/OmegaConf live here and only here: compose overrides into a typed TrialConfig.
+
+The config groups are `method` (one per registered method, schema = the method's Config
+dataclass), `dataset`, `backbone` and `optim` (YAML presets in `ablate/conf/`, checked against
+the trainers' dataclasses). A dotted key such as `method.prompt_length` is the same string in the
+search-space file, Hydra, MLflow params and the Parquet table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from pathlib import Path
+from typing import Any
+
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+import trainers
+from ablate.errors import ConfigError
+from trainers.configs import TrialConfig
+
+CONF_DIR = Path(__file__).parent / "conf"
+GROUPS = ("method", "dataset", "backbone", "optim")
+
+
+@functools.cache
+def _register_schemas() -> None:
+    store = ConfigStore.instance()
+    store.store(name="trial_schema", node=TrialConfig)
+    for name in trainers.list_methods():
+        store.store(group="method", name=name, node=trainers.get_method(name).Config)
+
+
+def compose(overrides: list[str]) -> TrialConfig:
+    """The trial config for `overrides` (group choices first, then dotted values).
+
+    Raises:
+        ConfigError: an unknown key or option, a value of the wrong type, or a value the
+            dataclass rejects; the message names the override and the reason.
+    """
+    cfg = compose_raw(overrides)
+    try:
+        return OmegaConf.to_object(cfg)  # runs the dataclasses' __post_init__ validation
+    except (ValueError, TypeError) as err:
+        raise ConfigError(str(err)) from None
+
+
+def compose_raw(overrides: list[str]) -> Any:
+    """The composed DictConfig (for printing and validation)."""
+    _register_schemas()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return hydra_compose("trial", overrides=list(overrides))
+    except Exception as err:  # Hydra raises several unrelated exception types
+        raise ConfigError(_explain(err)) from None
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group (e.g. datasets with a preset)."""
+    if group == "method":
+        return trainers.list_methods()
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def to_override(key: str, value: Any) -> str:
+    """The Hydra override that sets `key` to `value`; composing it yields `value` again."""
+    if key in GROUPS:
+        return f"{key}={value}"
+    return f"{key}={_literal(value)}"
+
+
+def _literal(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+        return f"'{escaped}'"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_literal(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot express {value!r} ({type(value).__name__}) as a Hydra override")
+
+
+def to_flat_dict(cfg: TrialConfig) -> dict[str, Any]:
+    """The resolved config as {dotted key: value}, with the method's name under `method`."""
+    flat: dict[str, Any] = {"method": trainers.method_for_config(cfg.method).name}
+    for field in dataclasses.fields(cfg):
+        value = getattr(cfg, field.name)
+        if dataclasses.is_dataclass(value):
+            for key, item in dataclasses.asdict(value).items():
+                flat[f"{field.name}.{key}"] = item
+        else:
+            flat[field.name] = value
+    return flat
+
+
+def to_yaml(cfg: TrialConfig) -> str:
+    return OmegaConf.to_yaml(OmegaConf.create(to_flat_dict(cfg)))
+
+
+def _explain(err: Exception) -> str:
+    """Hydra's message plus the reason it wraps, minus its search-path boilerplate."""
+    text = str(err).split("\nConfig search path:")[0].strip()
+    text = text.split("\nTo append to your config use")[0]  # studies may not add keys
+    cause = err.__cause__
+    while cause is not None:
+        reason = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+        if reason not in text:
+            text += f": {reason}"
+        cause = cause.__cause__
+    return text

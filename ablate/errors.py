@@ -1,0 +1,43 @@
+"""One exception root. Exit codes: 0 ok, 1 failure, 2 bad input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class AblateError(Exception):
+    exit_code = 1
+
+
+@dataclass
+class Problem:
+    """One thing wrong with the user's input: where, which key, and why."""
+
+    file: str
+    key: str
+    reason: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.key}: {self.reason}" if self.key else f"{where}: {self.reason}"
+
+
+class SpecError(AblateError):
+    """The search-space file (or its overrides) is invalid; every problem is listed."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class ConfigError(AblateError):
+    """A set of overrides does not compose into a valid trial config."""
+
+    exit_code = 2
+
+
+class TrialFailed(AblateError):
+    """A trial raised; the study records it and goes on."""

@@ -1,0 +1,211 @@
+"""Ray Tune lives here and only here: run a validated study and collect its outcome.
+
+The searcher is always Ray's `OptunaSearch` with the sampler from `space.make_sampler` (tpe,
+random or grid), behind a `ConcurrencyLimiter`; the scheduler comes from `SCHEDULERS`, with the
+epoch (one `report` per epoch) as the fidelity. Final MLflow statuses are written from the driver
+(`_StatusCallback`), because a stopped trial's worker may never run another line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    HyperBandScheduler,
+    MedianStoppingRule,
+    TrialScheduler,
+)
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from ablate import space, trial
+from ablate.spec import Scheduler, StudySpec
+from ablate.tracking import Tracker
+
+FIDELITY = "training_iteration"  # one report per epoch, so iterations are epochs
+TRIAL_NUMBER = "trial"  # added to each sampled config: Optuna's trial number, 0, 1, 2, ...
+
+SCHEDULERS: dict[str, Callable[[Scheduler, int], TrialScheduler]] = {
+    "asha": lambda s, epochs: ASHAScheduler(
+        time_attr=FIDELITY,
+        max_t=epochs,
+        grace_period=s.grace_epochs,
+        reduction_factor=s.reduction_factor,
+    ),
+    "median": lambda s, epochs: MedianStoppingRule(
+        time_attr=FIDELITY, grace_period=s.grace_epochs, min_samples_required=3
+    ),
+    "hyperband": lambda s, epochs: HyperBandScheduler(
+        time_attr=FIDELITY, max_t=epochs, reduction_factor=s.reduction_factor
+    ),
+    "none": lambda s, epochs: FIFOScheduler(),
+}
+
+
+@dataclass
+class TrialOutcome:
+    trial_id: str
+    name: str
+    status: str  # completed | pruned | failed
+    epochs: int
+    params: dict[str, Any]
+    metric: float | None  # the seed mean of the study metric at the last reported epoch
+    error: str = ""
+
+
+@dataclass
+class StudyOutcome:
+    trials: list[TrialOutcome] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(t.status == status for t in self.trials)
+
+
+def connect(address: str | None) -> None:
+    """Join the cluster at `address`, or start a local Ray bound to 127.0.0.1."""
+    if ray.is_initialized():
+        return
+    # Ray 2.60 turns token authentication on by default (token in ~/.ray/auth_token, generated
+    # on first start); ablate leaves it on and never sets RAY_AUTH_MODE itself.
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1")
+
+
+def run_study(
+    spec: StudySpec, tracker: Tracker, study_dir: Path, address: str | None = None
+) -> StudyOutcome:
+    connect(address)
+    epochs = spec.max_epochs()
+    searcher = _NumberedOptunaSearch(
+        space=space.to_distributions(spec.search_parameters()),
+        sampler=space.make_sampler(spec),
+        metric=spec.metric.name,
+        mode=spec.metric.mode,
+    )
+    callback = _StatusCallback(tracker, epochs)
+    tuner = tune.Tuner(
+        tune.with_resources(
+            _make_trainable(spec, tracker, study_dir),
+            {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+        ),
+        tune_config=tune.TuneConfig(
+            metric=spec.metric.name,
+            mode=spec.metric.mode,
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
+            scheduler=SCHEDULERS[spec.scheduler.type](spec.scheduler, epochs),
+            num_samples=spec.num_trials,
+            trial_name_creator=lambda t: trial_name(t.config.get(TRIAL_NUMBER)),
+            trial_dirname_creator=lambda t: f"{trial_name(t.config.get(TRIAL_NUMBER))}_{t.trial_id}",
+        ),
+        run_config=tune.RunConfig(
+            name=spec.name,
+            storage_path=str((study_dir / "ray").resolve()),
+            failure_config=tune.FailureConfig(max_failures=spec.retries),
+            callbacks=[callback],
+            verbose=1,
+        ),
+    )
+    grid = tuner.fit()
+    return _outcome(grid, spec, callback.statuses)
+
+
+def _make_trainable(spec: StudySpec, tracker: Tracker, study_dir: Path) -> Callable:
+    threads = max(1, int(spec.resources.cpu))
+
+    def trainable(params: dict[str, Any]) -> None:
+        import torch
+
+        torch.set_num_threads(threads)
+        params = dict(params)
+        name = trial_name(params.pop(TRIAL_NUMBER, None))
+        trial_id = tune.get_context().get_trial_id()
+        ctx = trial.TrialContext(trial_id, name, study_dir.resolve(), tracker)
+        trial.run(spec, params, tune.report, ctx)
+
+    return trainable
+
+
+def trial_name(number: int | None) -> str:
+    """Optuna's trial number 7 -> `t007`: names that sort in the order trials were sampled."""
+    return "t???" if number is None else f"t{number:03d}"
+
+
+class _NumberedOptunaSearch(OptunaSearch):
+    """OptunaSearch that adds Optuna's trial number to each config, to name trials by it."""
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        config = super().suggest(trial_id)
+        if isinstance(config, dict):
+            config[TRIAL_NUMBER] = self._ot_trials[trial_id].number
+        return config
+
+
+class _StatusCallback(tune.Callback):
+    """Writes pruned/failed statuses to MLflow from the driver."""
+
+    def __init__(self, tracker: Tracker, epochs: int) -> None:
+        self.tracker = tracker
+        self.epochs = epochs
+        self.statuses: dict[str, str] = {}
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        epoch = int(trial.last_result.get(FIDELITY, 0))
+        status = "completed" if epoch >= self.epochs else "pruned"
+        self.statuses[trial.trial_id] = status
+        if status == "pruned":
+            self._finish(trial.trial_id, "pruned", {"ablate.stopped_epoch": str(epoch)})
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.statuses[trial.trial_id] = "failed"
+        self._finish(trial.trial_id, "failed", {"ablate.error": _error_text(trial)[:4000]})
+
+    def _finish(self, trial_id: str, status: str, tags: dict[str, str]) -> None:
+        try:
+            for run in self.tracker.runs_of_trial(trial_id):
+                if run.info.status == "RUNNING":
+                    self.tracker.finish_run(run.info.run_id, status, tags)
+        except Exception as err:  # tracking trouble must not stop the study
+            print(f"ablate: could not record {status} for trial {trial_id} in MLflow: {err}")
+
+
+def _error_text(trial: Any) -> str:
+    path = getattr(trial, "error_file", None)
+    if path and Path(path).is_file():
+        lines = Path(path).read_text(errors="replace").strip().splitlines()
+        return lines[-1] if lines else "unknown error"
+    return "unknown error"
+
+
+def _trial_id_from_path(path: str) -> str:
+    return Path(path).name.rsplit("_", 1)[-1]  # trial_dirname_creator: t007_<trial_id>
+
+
+def _outcome(grid: Any, spec: StudySpec, statuses: dict[str, str]) -> StudyOutcome:
+    outcome = StudyOutcome()
+    for result in grid:
+        metrics = result.metrics or {}
+        config = dict(result.config or {})
+        trial_id = metrics.get("trial_id") or _trial_id_from_path(result.path)
+        status = statuses.get(trial_id, "failed" if result.error else "completed")
+        outcome.trials.append(
+            TrialOutcome(
+                trial_id=trial_id,
+                name=trial_name(config.pop(TRIAL_NUMBER, None)),
+                status=status,
+                epochs=int(metrics.get(FIDELITY, 0)),
+                params=space.decode(config),
+                metric=metrics.get(spec.metric.name),
+                error=str(result.error).splitlines()[-1] if result.error else "",
+            )
+        )
+    outcome.trials.sort(key=lambda t: t.name)
+    return outcome

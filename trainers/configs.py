@@ -1,0 +1,92 @@
+"""Typed configuration of one training run (plain dataclasses, no Hydra here).
+
+`ablate.config` registers these schemas with Hydra; `trainers` itself never imports Hydra, so a
+trial config can equally be built by hand::
+
+    cfg = TrialConfig(method=CoOpConfig(prompt_length=4), dataset=DataConfig(shots=8))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+@dataclass
+class DataConfig:
+    """Which images a run trains and evaluates on."""
+
+    name: str = "digits"  # a registered dataset (trainers.data.list_datasets())
+    root: str | None = None  # where the dataset lives on disk; None for packaged data
+    shots: int = 16  # training images per base class, sampled per seed
+    template: str = "a photo of a {}."  # the hand-written prompt of zero-shot CLIP
+    batch_size: int = 32
+    eval_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        _require(self.shots >= 1, f"dataset.shots must be >= 1, got {self.shots}")
+        _require("{}" in self.template, f"dataset.template needs a '{{}}', got {self.template!r}")
+        _require(self.batch_size >= 1, f"dataset.batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class BackboneConfig:
+    """A frozen open_clip CLIP: model name plus `pretrained` (tag, local file, or None)."""
+
+    model: str = "ablate-tiny"  # open_clip model name (open_clip.list_models())
+    pretrained: str | None = None  # open_clip tag ("openai") or a local checkpoint path
+    precision: str = "fp32"  # fp32 | bf16 (autocast; bf16 only takes effect on GPU)
+
+    def __post_init__(self) -> None:
+        choices = ("fp32", "bf16")
+        _require(self.precision in choices, f"backbone.precision must be one of {choices}")
+
+
+@dataclass
+class OptimConfig:
+    """SGD with a linear warmup then cosine decay, as CoOp/MaPLe train."""
+
+    lr: float = 0.002
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 1
+    warmup_lr: float = 1e-5  # constant learning rate during warmup (CoOp's "constant" warmup)
+
+    def __post_init__(self) -> None:
+        _require(self.lr > 0, f"optim.lr must be > 0, got {self.lr}")
+        _require(self.warmup_epochs >= 0, "optim.warmup_epochs must be >= 0")
+
+
+@dataclass
+class TrainConfig:
+    """How long to train and what to evaluate."""
+
+    epochs: int = 10
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    eval_split: str = "val"  # split evaluated every epoch; the test split is evaluated at the end
+    test_at_end: bool = True
+    threads: int = 0  # torch CPU threads; 0 = leave torch's default
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
+        _require(self.eval_split in ("val", "test"), "train.eval_split must be 'val' or 'test'")
+
+
+@dataclass
+class TrialConfig:
+    """Everything one run needs. `method` is the registered method's own config dataclass."""
+
+    method: Any = None  # a MethodConfig subclass instance
+    dataset: DataConfig = field(default_factory=DataConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 1
+
+    def with_seed(self, seed: int) -> TrialConfig:
+        return replace(self, seed=seed)
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)

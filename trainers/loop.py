@@ -1,0 +1,201 @@
+"""The training loop, readable in one sitting: few-shot base classes in, per-epoch metrics out.
+
+    for m in fit(cfg):            # one EpochMetrics per epoch, so a scheduler can stop early
+        print(m.epoch, m.metrics["val/hm"])
+
+Metrics (percent): train/loss, train/lr, {split}/base, {split}/new, {split}/hm for the eval split
+every epoch, and test/* after the last epoch. Methods' aux losses and diagnostics are added under
+train/<name> and diag/<name>.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from trainers import backbone as backbones
+from trainers.configs import TrialConfig
+from trainers.data import Split, Task, load_task, sample_few_shot
+from trainers.metrics import accuracy, harmonic_mean
+from trainers.methods.base import PromptMethod
+from trainers.prompted_clip import PromptedCLIP
+from trainers.registry import method_for_config
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int  # 1-based
+    metrics: dict[str, float]
+    method: PromptMethod  # the live method, for saving its prompts
+
+
+def fit(
+    cfg: TrialConfig, backbone: backbones.Backbone | None = None, task: Task | None = None
+) -> Iterator[EpochMetrics]:
+    """Train `cfg.method` on `cfg.dataset` (few-shot, base classes) and yield metrics per epoch.
+
+    Pass a loaded `backbone` (and `task`) to share them between runs, e.g. the seeds of a trial.
+    """
+    device = resolve_device(cfg.train.device)
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    backbone = backbone or backbones.load(cfg.backbone, device)
+    task = task or load_task(cfg.dataset)
+    seed_everything(cfg.seed)
+    method_cls = method_for_config(cfg.method)
+    method = method_cls(cfg.method, backbone.dims, word_embedder(backbone, device))
+    model = PromptedCLIP(backbone, method, cfg.dataset.template).to(device)
+
+    prep = ImagePrep(backbone, device)
+    shots = sample_few_shot(task.train.labels, task.base_classes, cfg.dataset.shots, cfg.seed)
+    train = prep(task.train.subset(shots).of_classes(task.base_classes))
+    params = list(method.parameters())
+    optimizer = _sgd(params, cfg) if params else None
+    shuffle = torch.Generator().manual_seed(cfg.seed)
+    autocast = _autocast(cfg, device)
+
+    for epoch in range(1, cfg.train.epochs + 1):
+        lr = learning_rate(cfg, epoch - 1)
+        metrics = {"train/lr": lr}
+        if optimizer is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with autocast:
+                metrics |= train_epoch(model, optimizer, train, task, cfg, shuffle)
+        with autocast:
+            metrics |= evaluate(model, task, cfg.train.eval_split, prep, cfg)
+            if epoch == cfg.train.epochs and cfg.train.test_at_end:
+                metrics |= evaluate(model, task, "test", prep, cfg)
+        yield EpochMetrics(epoch=epoch, metrics=metrics, method=method)
+
+
+def train_epoch(
+    model: PromptedCLIP,
+    optimizer: torch.optim.Optimizer,
+    train: Split,
+    task: Task,
+    cfg: TrialConfig,
+    shuffle: torch.Generator,
+) -> dict[str, float]:
+    model.train()
+    names = task.names(task.base_classes)
+    order = torch.randperm(len(train), generator=shuffle)
+    totals: dict[str, float] = {}
+    steps = 0
+    for start in range(0, len(order), cfg.dataset.batch_size):
+        batch = order[start : start + cfg.dataset.batch_size]
+        logits, plan = model(train.images[batch], names)
+        losses = {"ce": F.cross_entropy(logits.float(), train.labels[batch])}
+        losses |= model.method.aux_losses(plan)
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"loss became {loss.item()} (step {steps}, lr {cfg.optim.lr})")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        steps += 1
+        for name, value in losses.items():
+            totals[name] = totals.get(name, 0.0) + value.item()
+        for name, value in model.method.diagnostics(plan).items():
+            totals[f"diag:{name}"] = totals.get(f"diag:{name}", 0.0) + value
+    out = {"train/loss": sum(v for k, v in totals.items() if not k.startswith("diag:")) / steps}
+    for name, total in totals.items():
+        key = f"diag/{name[5:]}" if name.startswith("diag:") else f"train/{name}"
+        out[key] = total / steps
+    return out
+
+
+@torch.no_grad()
+def evaluate(
+    model: PromptedCLIP, task: Task, split_name: str, prep: ImagePrep, cfg: TrialConfig
+) -> dict[str, float]:
+    """Base accuracy (base images vs base classes), new accuracy, and their harmonic mean."""
+    model.eval()
+    split = getattr(task, split_name)
+    result = {}
+    for part, classes in (("base", task.base_classes), ("new", task.new_classes)):
+        data = prep(split.of_classes(classes))
+        names = task.names(classes)
+        text = None if model.method.needs_image else model.text_features(names)
+        logits = []
+        for start in range(0, len(data), cfg.dataset.eval_batch_size):
+            images = data.images[start : start + cfg.dataset.eval_batch_size]
+            logits.append(model(images, names, text_features=text)[0].float())
+        result[f"{split_name}/{part}"] = accuracy(torch.cat(logits), data.labels)
+    result[f"{split_name}/hm"] = harmonic_mean(result[f"{split_name}/base"], result[f"{split_name}/new"])
+    return result
+
+
+class ImagePrep:
+    """Resize to the backbone's input size and normalise with its mean/std, once per split."""
+
+    def __init__(self, backbone: backbones.Backbone, device: torch.device) -> None:
+        self.size = backbone.dims.image_size
+        self.mean = torch.tensor(backbone.image_mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(backbone.image_std).view(1, 3, 1, 1)
+        self.device = device
+        self._cache: dict[tuple[int, int, int], Split] = {}
+
+    def __call__(self, split: Split) -> Split:
+        key = (split.images.data_ptr(), len(split), int(split.labels.sum()))
+        if key not in self._cache:
+            images = split.images
+            if images.shape[-1] != self.size or images.shape[-2] != self.size:
+                size = (self.size, self.size)
+                images = F.interpolate(images, size=size, mode="bicubic", antialias=True)
+            images = (images.clamp(0, 1) - self.mean) / self.std
+            self._cache[key] = Split(images.to(self.device), split.labels.to(self.device))
+        return self._cache[key]
+
+
+def learning_rate(cfg: TrialConfig, epoch: int) -> float:
+    """Constant warmup, then cosine decay over all epochs (CoOp's schedule), per epoch."""
+    if epoch < cfg.optim.warmup_epochs:
+        return cfg.optim.warmup_lr
+    return 0.5 * cfg.optim.lr * (1 + math.cos(math.pi * epoch / cfg.train.epochs))
+
+
+def word_embedder(backbone: backbones.Backbone, device: torch.device):
+    """EmbedWords for methods: frozen token embeddings of a text, without SOS/EOT."""
+
+    @torch.no_grad()
+    def embed(text: str) -> Tensor:
+        ids = backbone.tokenizer([text])[0]
+        return backbone.model.token_embedding(ids[1 : int(ids.argmax())].to(device)).float().cpu()
+
+    return embed
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _sgd(params: list[Tensor], cfg: TrialConfig) -> torch.optim.Optimizer:
+    o = cfg.optim
+    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+
+
+def _autocast(cfg: TrialConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    if cfg.backbone.precision == "bf16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -1,0 +1,178 @@
+"""The engine: runs a frozen open_clip CLIP block by block and applies a method's PromptPlan.
+
+Text sequences are laid out ``[SOS] [prompts] [frozen class text ... EOT]`` and vision sequences
+``[CLS] [patches] [prompts]``. The frozen pieces (SOS and class-text embeddings) are computed once
+per class list and kept, as CoOp's `token_prefix`/`token_suffix` buffers. Text sequences stop at
+the longest end-of-text position of the class list: attention is causal, so the tokens after it
+never influence the pooled feature and dropping them is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from trainers.backbone import Backbone
+from trainers.methods.base import Conditioning, Edit, PromptMethod, PromptPlan
+
+
+@dataclass
+class ClassTokens:
+    """Frozen text pieces of a class list (C classes, R class-text tokens up to the last EOT)."""
+
+    sos: Tensor  # (C, 1, d_t) start-of-text embedding
+    rest: Tensor  # (C, R, d_t) class-text embeddings after SOS, through the last EOT
+    eot: Tensor  # (C,) index of each class's EOT within `rest`
+
+
+class PromptedCLIP(nn.Module):
+    """A frozen CLIP plus one PromptMethod. Only `method.parameters()` are trainable."""
+
+    def __init__(self, backbone: Backbone, method: PromptMethod, template: str) -> None:
+        super().__init__()
+        self.clip = backbone.model
+        self.tokenizer = backbone.tokenizer
+        self.method = method
+        self.template = template
+        self._class_cache: dict[tuple[str, ...], ClassTokens] = {}
+
+    def train(self, mode: bool = True) -> PromptedCLIP:
+        self.method.train(mode)
+        return self  # the frozen backbone always stays in eval mode
+
+    # ---- frozen pieces -------------------------------------------------------------------
+    @torch.no_grad()
+    def class_tokens(self, classnames: Sequence[str]) -> ClassTokens:
+        key = tuple(classnames)
+        if key not in self._class_cache:
+            texts = [self.method.class_text(self.template, name) for name in classnames]
+            ids = self.tokenizer(texts).to(self._device)
+            eot = ids.argmax(dim=-1)
+            length = int(eot.max()) + 1
+            emb = self.clip.token_embedding(ids[:, :length])
+            self._class_cache[key] = ClassTokens(sos=emb[:, :1], rest=emb[:, 1:], eot=eot - 1)
+        return self._class_cache[key]
+
+    @property
+    def _device(self) -> torch.device:
+        return self.clip.logit_scale.device
+
+    # ---- forward ---------------------------------------------------------------------------
+    def forward(
+        self, images: Tensor, classnames: Sequence[str], text_features: Tensor | None = None
+    ) -> tuple[Tensor, PromptPlan]:
+        """Logits (B, C) of `images` against `classnames`, and the plan that produced them.
+
+        `text_features` (C, D), when given, are reused instead of recomputed (evaluation).
+        """
+        cond = self.conditioning(images, classnames)
+        plan = self.method.plan(cond)
+        if text_features is None:
+            text_features = self.encode_text(plan, classnames, cond)
+        image_features = F.normalize(self.encode_image(images, plan), dim=-1)
+        logits = self.clip.logit_scale.exp() * image_features @ text_features.T
+        if self.clip.logit_bias is not None:
+            logits = logits + self.clip.logit_bias
+        return logits, plan
+
+    def conditioning(self, images: Tensor, classnames: Sequence[str]) -> Conditioning:
+        cond = Conditioning(batch_size=images.shape[0])
+        if self.method.needs_image:
+            with torch.no_grad():
+                cond.image_features = F.normalize(self.clip.encode_image(images), dim=-1)
+        return cond
+
+    def text_features(self, classnames: Sequence[str], batch_size: int = 1) -> Tensor:
+        """Normalised class embeddings (C, D) for a plan that does not depend on the images."""
+        cond = Conditioning(batch_size=batch_size)
+        return self.encode_text(self.method.plan(cond), classnames, cond)
+
+    def encode_text(
+        self, plan: PromptPlan, classnames: Sequence[str], cond: Conditioning
+    ) -> Tensor:
+        ct = self.class_tokens(classnames)
+        sets, classes = plan.text_sets, len(classnames)
+        prompts = _text_tokens(plan.text.get(0, Edit()).add, sets, classes, ct.rest)
+        n_seq = sets * classes
+        sos, rest = ct.sos.repeat(sets, 1, 1), ct.rest.repeat(sets, 1, 1)
+        x = torch.cat([sos, prompts, rest], dim=1)
+        if x.shape[1] > self.clip.positional_embedding.shape[0]:
+            raise ValueError(
+                f"text sequence of {x.shape[1]} tokens exceeds the backbone's context length "
+                f"{self.clip.positional_embedding.shape[0]}: shorten the prompts or class names"
+            )
+        x = x + self.clip.positional_embedding[: x.shape[1]]
+        n_prompts = prompts.shape[1]
+        for layer, block in enumerate(self.clip.transformer.resblocks):
+            if layer > 0 and layer in plan.text:
+                add = _text_tokens(plan.text[layer].add, sets, classes, ct.rest)
+                x, n_prompts = _apply(x, 1, n_prompts, plan.text[layer], add)
+            x = block(x, attn_mask=_causal_mask(x.shape[1], x))
+        x = self.clip.ln_final(x)
+        eot = ct.eot.repeat(sets) + 1 + n_prompts
+        pooled = x[torch.arange(n_seq, device=x.device), eot]
+        features = _project(pooled, self.clip.text_projection)
+        features = F.normalize(features, dim=-1).reshape(sets, classes, -1)
+        return self.method.pool_text(features, cond)
+
+    def encode_image(self, images: Tensor, plan: PromptPlan) -> Tensor:
+        visual = self.clip.visual
+        x = visual.conv1(images.to(visual.conv1.weight.dtype))
+        x = x.flatten(2).transpose(1, 2)  # (B, grid**2, d_v)
+        cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
+        n_tokens, n_prompts = x.shape[1], 0
+        for layer, block in enumerate(visual.transformer.resblocks):
+            if layer in plan.vision:
+                add = _vision_tokens(plan.vision[layer].add, x)
+                x, n_prompts = _apply(x, n_tokens, n_prompts, plan.vision[layer], add)
+            if layer == 0:
+                x = visual.ln_pre(x)  # as MaPLe: layer-0 vision prompts go through ln_pre too
+            x = block(x)
+        pooled, _ = visual._pool(x[:, :n_tokens])  # prompts never enter the pooled feature
+        return _project(pooled, visual.proj)
+
+
+def _apply(x: Tensor, start: int, n_prompts: int, edit: Edit, add: Tensor) -> tuple[Tensor, int]:
+    """Replace the prompt segment x[:, start:start+n_prompts] by carried + added tokens."""
+    carry = n_prompts if edit.carry is None else edit.carry
+    if carry > n_prompts:
+        raise ValueError(f"cannot carry {carry} prompts: only {n_prompts} are present")
+    end = start + n_prompts
+    x = torch.cat([x[:, :start], x[:, start : start + carry], add, x[:, end:]], dim=1)
+    return x, carry + add.shape[1]
+
+
+def _text_tokens(add: Tensor | None, sets: int, classes: int, like: Tensor) -> Tensor:
+    """Normalise a text `add` tensor to (S*C, k, d)."""
+    if add is None:
+        return like.new_zeros(sets * classes, 0, like.shape[-1])
+    add = add.to(like.dtype)
+    if add.dim() == 2:
+        return add.expand(sets * classes, -1, -1)
+    if add.dim() == 3:  # one prompt per set
+        return add.repeat_interleave(classes, dim=0)
+    return add.reshape(sets * classes, *add.shape[-2:])
+
+
+def _vision_tokens(add: Tensor | None, like: Tensor) -> Tensor:
+    """Normalise a vision `add` tensor to (B, k, d)."""
+    if add is None:
+        return like.new_zeros(like.shape[0], 0, like.shape[-1])
+    add = add.to(like.dtype)
+    return add.expand(like.shape[0], -1, -1) if add.dim() == 2 else add
+
+
+def _causal_mask(length: int, like: Tensor) -> Tensor:
+    mask = torch.full((length, length), float("-inf"), device=like.device, dtype=like.dtype)
+    return mask.triu_(1)
+
+
+def _project(x: Tensor, proj: Tensor | nn.Module | None) -> Tensor:
+    if proj is None:
+        return x
+    return proj(x) if isinstance(proj, nn.Module) else x @ proj
