@@ -116,7 +116,7 @@ def to_yaml(cfg: TrialConfig) -> str:
 def _explain(err: Exception) -> str:
     """Hydra's message plus the reason it wraps, minus its search-path boilerplate."""
     text = str(err).split("\nConfig search path:")[0].strip()
-    text = text.split("\nTo append to your config use")[0]  # studies may not add keys
+    text = text.split("\nTo append to your config use")[0].rstrip(".")  # no new keys
     cause = err.__cause__
     while cause is not None:
         reason = str(cause).splitlines()[0] if str(cause) else type(cause).__name__

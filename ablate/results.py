@@ -88,7 +88,9 @@ def compact(folder: Path, statuses: Mapping[str, str] | None = None) -> Path:
         current = table.column("status").to_pylist()
         keys = table.column("trial_id").to_pylist()
         stamped = [statuses.get(k, s) for k, s in zip(keys, current)]
-        table = table.set_column(table.schema.get_field_index("status"), "status", pa.array(stamped))
+        table = table.set_column(
+            table.schema.get_field_index("status"), "status", pa.array(stamped)
+        )
     tmp = folder / f".tmp-{uuid.uuid4().hex}"
     pq.write_table(table, tmp)
     os.replace(tmp, target)

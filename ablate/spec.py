@@ -29,7 +29,9 @@ ALGORITHMS = ("tpe", "random", "grid")
 SCHEDULERS = ("asha", "median", "hyperband", "none")
 GOALS = ("maximize", "minimize")
 DESIGNS = ("ofat", "factorial")
-METRICS = tuple(f"{s}/{m}" for s in ("val", "test") for m in ("base", "new", "hm")) + ("train/loss",)
+METRICS = tuple(f"{s}/{m}" for s in ("val", "test") for m in ("base", "new", "hm")) + (
+    "train/loss",
+)
 VARIANT_KEY = "variant"  # the pseudo-parameter that picks an ablation variant
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -108,8 +110,10 @@ class Ablation:
         configs = {}
         for combo in itertools.product(*(levels[k] for k in keys)):
             chosen = dict(zip(keys, combo))
-            name = "base" if chosen == self.base else ",".join(
-                f"{k}={v}" for k, v in chosen.items() if self.base.get(k) != v
+            name = (
+                "base"
+                if chosen == self.base
+                else ",".join(f"{k}={v}" for k, v in chosen.items() if self.base.get(k) != v)
             )
             configs[name] = chosen
         return configs
@@ -276,7 +280,9 @@ class _Checker:
             self.add("parameters", "nothing to search: give `parameters` or an `ablation` block")
         for item in extra:
             if "=" not in item or item.startswith(("+", "~")):
-                self.add("overrides", f"{item!r}: expected key=value (keys cannot be added/removed)")
+                self.add(
+                    "overrides", f"{item!r}: expected key=value (keys cannot be added/removed)"
+                )
         searched = {p.key for p in spec.parameters}
         for item in extra:
             if item.split("=", 1)[0] in searched:
@@ -337,8 +343,10 @@ class _Checker:
 
     def seeds(self, raw: dict) -> list[int]:
         seeds = raw.get("seeds", [1])
-        ok = isinstance(seeds, list) and seeds and all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds
+        ok = (
+            isinstance(seeds, list)
+            and seeds
+            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
         )
         if not ok:
             self.add("seeds", f"expected a non-empty list of integers >= 0, got {seeds!r}")
@@ -367,7 +375,9 @@ class _Checker:
             if "max_epochs" in s
             else 0,
             grace_epochs=self.integer(s, "grace_epochs", 1, 1, "scheduler.grace_epochs"),
-            reduction_factor=self.number(s, "reduction_factor", 3.0, 1.01, "scheduler.reduction_factor"),
+            reduction_factor=self.number(
+                s, "reduction_factor", 3.0, 1.01, "scheduler.reduction_factor"
+            ),
         )
         if sched.max_epochs and sched.grace_epochs > sched.max_epochs:
             self.add("scheduler.grace_epochs", "must be <= scheduler.max_epochs")
@@ -390,7 +400,9 @@ class _Checker:
                 self.add(where, "parameter names must be dotted config paths")
                 continue
             if key == VARIANT_KEY or key in ("method", "seed"):
-                self.add(where, f"{key!r} cannot be searched here (use seeds / one method per file)")
+                self.add(
+                    where, f"{key!r} cannot be searched here (use seeds / one method per file)"
+                )
                 continue
             if not isinstance(body, dict):
                 self.add(where, f"expected a mapping such as {{values: [...]}}, got {_kind(body)}")
@@ -468,16 +480,23 @@ class _Checker:
     # -- meaning: compose with the same function the trials use
     def check_semantics(self, spec: StudySpec) -> None:
         try:
-            base_cfg = config.compose(spec.base_overrides())
+            base_cfg = config.compose(spec.base_overrides()[: -len(spec.extra_overrides) or None])
         except ConfigError as err:
             self.add("base", str(err))
             return
+        try:
+            base_cfg = config.compose(spec.base_overrides())
+        except ConfigError as err:
+            self.add("overrides", str(err))
+            return
         self.check_runtime(spec, base_cfg)
+        base_ok = not self.problems
         for param in spec.search_parameters():
             for value in param.probe_values():
                 try:
                     cfg = config.compose(spec.trial_overrides({param.key: value}))
-                    self.check_runtime(spec, cfg, f"parameters.{param.key}")
+                    if base_ok:  # a base problem would repeat for every parameter
+                        self.check_runtime(spec, cfg, f"parameters.{param.key}")
                 except ConfigError as err:
                     key = "ablation" if param.key == VARIANT_KEY else f"parameters.{param.key}"
                     self.add(key, f"value {value!r}: {err}")

@@ -8,6 +8,7 @@ epoch (one `report` per epoch) as the fidelity. Final MLflow statuses are writte
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,12 +105,15 @@ def run_study(
             scheduler=SCHEDULERS[spec.scheduler.type](spec.scheduler, epochs),
             num_samples=spec.num_trials,
             trial_name_creator=lambda t: trial_name(t.config.get(TRIAL_NUMBER)),
-            trial_dirname_creator=lambda t: f"{trial_name(t.config.get(TRIAL_NUMBER))}_{t.trial_id}",
+            trial_dirname_creator=lambda t: (
+                f"{trial_name(t.config.get(TRIAL_NUMBER))}_{t.trial_id}"
+            ),
         ),
         run_config=tune.RunConfig(
             name=spec.name,
             storage_path=str((study_dir / "ray").resolve()),
             failure_config=tune.FailureConfig(max_failures=spec.retries),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[callback],
             verbose=1,
         ),
@@ -129,9 +133,32 @@ def _make_trainable(spec: StudySpec, tracker: Tracker, study_dir: Path) -> Calla
         name = trial_name(params.pop(TRIAL_NUMBER, None))
         trial_id = tune.get_context().get_trial_id()
         ctx = trial.TrialContext(trial_id, name, study_dir.resolve(), tracker)
-        trial.run(spec, params, tune.report, ctx)
+        trial.run(spec, params, _report_with_checkpoint, ctx, resume=_restore())
 
     return trainable
+
+
+STATE_FILE = "state.pt"
+
+
+def _report_with_checkpoint(metrics: dict[str, float], state: dict[str, Any]) -> None:
+    """tune.report with the trial's state as a checkpoint, so a paused or restarted trial
+    (HyperBand and median stopping pause; failures retry) continues where it stopped."""
+    import torch
+
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save(state, Path(folder) / STATE_FILE)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def _restore() -> dict[str, Any] | None:
+    import torch
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        return torch.load(Path(folder) / STATE_FILE, weights_only=False)
 
 
 def trial_name(number: int | None) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
 ROLE = "ablate.role"  # study | trial | seed
 STATUS = "ablate.status"
@@ -80,7 +80,12 @@ class Tracker:
 
     # ---- trials and seeds ---------------------------------------------------------------------
     def start_run(
-        self, parent_id: str, name: str, role: str, params: Mapping[str, Any], tags: Mapping[str, str]
+        self,
+        parent_id: str,
+        name: str,
+        role: str,
+        params: Mapping[str, Any],
+        tags: Mapping[str, str],
     ) -> str:
         """A nested run under `parent_id` with its params; returns its run id."""
         run = self.client.create_run(
@@ -111,9 +116,7 @@ class Tracker:
             path.write_bytes(data)
             self.client.log_artifact(run_id, str(path))
 
-    def finish_run(
-        self, run_id: str, status: str, tags: Mapping[str, str] | None = None
-    ) -> None:
+    def finish_run(self, run_id: str, status: str, tags: Mapping[str, str] | None = None) -> None:
         """Set the ablate status tag (and extra tags) and terminate the run."""
         client = self.client
         client.log_batch(

@@ -27,7 +27,7 @@ from trainers.backbone import load as load_backbone
 from trainers.data import load_task
 from trainers.loop import resolve_device
 
-Report = Callable[[dict[str, float]], None]
+Report = Callable[[dict[str, float], dict[str, Any]], None]  # (seed-mean metrics, state)
 
 
 @dataclass
@@ -48,14 +48,44 @@ def trial_key(cfg: trainers.TrialConfig) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def run(spec: StudySpec, params: Mapping[str, Any], report: Report, ctx: TrialContext) -> None:
-    """Train one sampled configuration for every seed of the study."""
+def run(
+    spec: StudySpec,
+    params: Mapping[str, Any],
+    report: Report,
+    ctx: TrialContext,
+    resume: dict[str, Any] | None = None,
+) -> None:
+    """Train one sampled configuration for every seed of the study.
+
+    `report(metrics, state)` gets the seed mean after every epoch and a state from which
+    `run(..., resume=state)` continues (same MLflow runs, same rows) after a pause or restart.
+    """
     values = space.decode(dict(params))
     cfg = config.compose(spec.trial_overrides(values))
     key = trial_key(cfg)
+    if resume is None:
+        trial_run, seed_runs = _start_runs(spec, cfg, values, key, ctx)
+    else:
+        trial_run, seed_runs = resume["trial_run"], resume["seed_runs"]
+    tracker = ctx.tracker
+    try:
+        _train(spec, cfg, values, key, report, ctx, trial_run, seed_runs, resume)
+    except Exception as err:
+        text = traceback.format_exc()
+        error = f"{type(err).__name__}: {err}"[:4000]
+        for run_id in (trial_run, *seed_runs):
+            tracker.log_text(run_id, text, "error.txt")
+            tracker.finish_run(run_id, "failed", {"ablate.error": error})
+        raise
+
+
+def _start_runs(
+    spec: StudySpec, cfg: trainers.TrialConfig, values: dict[str, Any], key: str, ctx: TrialContext
+) -> tuple[str, list[str]]:
+    """The trial's MLflow run (resolved config as params) and one nested run per seed."""
+    tracker = ctx.tracker
     flat = config.to_flat_dict(cfg)
     flat.pop("seed")
-    tracker = ctx.tracker
     tags = {TRIAL_ID: ctx.trial_id, "ablate.trial_key": key}
     name = run_name(ctx.trial_name, values)
     trial_run = tracker.start_run(tracker.parent_run_id, name, "trial", flat | values, tags)
@@ -64,15 +94,7 @@ def run(spec: StudySpec, params: Mapping[str, Any], report: Report, ctx: TrialCo
         tracker.start_run(trial_run, f"{ctx.trial_name} seed={s}", "seed", {"seed": s}, tags)
         for s in spec.seeds
     ]
-    try:
-        _train(spec, cfg, values, key, report, ctx, trial_run, seed_runs)
-    except Exception as err:
-        text = traceback.format_exc()
-        error = f"{type(err).__name__}: {err}"[:4000]
-        for run_id in (trial_run, *seed_runs):
-            tracker.log_text(run_id, text, "error.txt")
-            tracker.finish_run(run_id, "failed", {"ablate.error": error})
-        raise
+    return trial_run, seed_runs
 
 
 def _train(
@@ -84,12 +106,19 @@ def _train(
     ctx: TrialContext,
     trial_run: str,
     seed_runs: list[str],
+    resume: dict[str, Any] | None,
 ) -> None:
     device = resolve_device(cfg.train.device)
     backbone = load_backbone(cfg.backbone, device)  # loaded once, shared by every seed
     task = load_task(cfg.dataset)
-    fits = [trainers.fit(cfg.with_seed(s), backbone, task) for s in spec.seeds]
-    tracker, rows, start = ctx.tracker, [], time.monotonic()
+    states = resume["seeds"] if resume else [None] * len(spec.seeds)
+    fits = [
+        trainers.fit(cfg.with_seed(s), backbone, task, resume=state)
+        for s, state in zip(spec.seeds, states)
+    ]
+    tracker, start = ctx.tracker, time.monotonic()
+    rows: list[dict[str, Any]] = list(resume["rows"]) if resume else []
+    start -= rows[-1]["wall_s"] if rows else 0.0
     for per_seed in zip(*fits):
         epoch = per_seed[0].epoch
         mean = seed_mean([m.metrics for m in per_seed])
@@ -107,7 +136,13 @@ def _train(
         if last:
             for run_id in (trial_run, *seed_runs):
                 tracker.finish_run(run_id, "completed", {"ablate.stopped_epoch": str(epoch)})
-        report(mean | {"epoch": epoch})
+        state = {
+            "trial_run": trial_run,
+            "seed_runs": seed_runs,
+            "rows": rows,
+            "seeds": [m.state() for m in per_seed],
+        }
+        report(mean | {"epoch": epoch}, state)
 
 
 def seed_mean(per_seed: list[dict[str, float]]) -> dict[str, float]:

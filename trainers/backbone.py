@@ -7,6 +7,9 @@ or a path to a local checkpoint. `ablate-tiny` is a small config shipped with th
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,7 +84,10 @@ def load(cfg: BackboneConfig, device: str | torch.device = "cpu") -> Backbone:
     """Build the open_clip model, load its weights, and freeze every parameter."""
     dims = check(cfg)
     try:
-        model = open_clip.create_model(cfg.model, pretrained=cfg.pretrained or None, device=device)
+        with _quiet_random_init(cfg.pretrained):
+            model = open_clip.create_model(
+                cfg.model, pretrained=cfg.pretrained or None, device=device
+            )
     except Exception as err:  # open_clip raises RuntimeError/ValueError/OSError for bad weights
         raise BackboneError(
             f"backbone {cfg.model!r} with pretrained={cfg.pretrained!r} failed to load: {err}"
@@ -95,6 +101,19 @@ def load(cfg: BackboneConfig, device: str | torch.device = "cpu") -> Backbone:
         image_mean=tuple(getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN),
         image_std=tuple(getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD),
     )
+
+
+@contextlib.contextmanager
+def _quiet_random_init(pretrained: str | None) -> Iterator[None]:
+    """open_clip warns on every random init; with pretrained=None that is what was asked for."""
+    root = logging.getLogger()
+    level = root.level
+    if not pretrained:
+        root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def _looks_like_path(pretrained: str) -> bool:

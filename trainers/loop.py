@@ -15,6 +15,7 @@ import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,8 +25,8 @@ from torch import Tensor
 from trainers import backbone as backbones
 from trainers.configs import TrialConfig
 from trainers.data import Split, Task, load_task, sample_few_shot
-from trainers.metrics import accuracy, harmonic_mean
 from trainers.methods.base import PromptMethod
+from trainers.metrics import accuracy, harmonic_mean
 from trainers.prompted_clip import PromptedCLIP
 from trainers.registry import method_for_config
 
@@ -39,14 +40,29 @@ class EpochMetrics:
     epoch: int  # 1-based
     metrics: dict[str, float]
     method: PromptMethod  # the live method, for saving its prompts
+    optimizer: torch.optim.Optimizer | None = None
+    shuffle: torch.Generator | None = None
+
+    def state(self) -> dict[str, Any]:
+        """Everything `fit(..., resume=state)` needs to continue after this epoch exactly."""
+        return {
+            "epoch": self.epoch,
+            "method": {k: v.detach().cpu() for k, v in self.method.state_dict().items()},
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "shuffle": self.shuffle.get_state() if self.shuffle else None,
+        }
 
 
 def fit(
-    cfg: TrialConfig, backbone: backbones.Backbone | None = None, task: Task | None = None
+    cfg: TrialConfig,
+    backbone: backbones.Backbone | None = None,
+    task: Task | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> Iterator[EpochMetrics]:
     """Train `cfg.method` on `cfg.dataset` (few-shot, base classes) and yield metrics per epoch.
 
-    Pass a loaded `backbone` (and `task`) to share them between runs, e.g. the seeds of a trial.
+    Pass a loaded `backbone` (and `task`) to share them between runs, e.g. the seeds of a trial;
+    pass `resume` (an `EpochMetrics.state()`) to continue after that epoch.
     """
     device = resolve_device(cfg.train.device)
     if cfg.train.threads > 0:
@@ -65,8 +81,15 @@ def fit(
     optimizer = _sgd(params, cfg) if params else None
     shuffle = torch.Generator().manual_seed(cfg.seed)
     autocast = _autocast(cfg, device)
+    first = 1
+    if resume is not None:
+        method.load_state_dict(resume["method"])
+        if optimizer is not None and resume["optimizer"] is not None:
+            optimizer.load_state_dict(resume["optimizer"])
+        shuffle.set_state(resume["shuffle"])
+        first = resume["epoch"] + 1
 
-    for epoch in range(1, cfg.train.epochs + 1):
+    for epoch in range(first, cfg.train.epochs + 1):
         lr = learning_rate(cfg, epoch - 1)
         metrics = {"train/lr": lr}
         if optimizer is not None:
@@ -78,7 +101,7 @@ def fit(
             metrics |= evaluate(model, task, cfg.train.eval_split, prep, cfg)
             if epoch == cfg.train.epochs and cfg.train.test_at_end:
                 metrics |= evaluate(model, task, "test", prep, cfg)
-        yield EpochMetrics(epoch=epoch, metrics=metrics, method=method)
+        yield EpochMetrics(epoch, metrics, method, optimizer, shuffle)
 
 
 def train_epoch(
@@ -134,7 +157,9 @@ def evaluate(
             images = data.images[start : start + cfg.dataset.eval_batch_size]
             logits.append(model(images, names, text_features=text)[0].float())
         result[f"{split_name}/{part}"] = accuracy(torch.cat(logits), data.labels)
-    result[f"{split_name}/hm"] = harmonic_mean(result[f"{split_name}/base"], result[f"{split_name}/new"])
+    result[f"{split_name}/hm"] = harmonic_mean(
+        result[f"{split_name}/base"], result[f"{split_name}/new"]
+    )
     return result
 
 

@@ -30,7 +30,9 @@ def get_method(name: str) -> type[PromptMethod]:
     try:
         return _METHODS[name]
     except KeyError:
-        raise KeyError(f"unknown method {name!r}; registered: {', '.join(list_methods())}") from None
+        raise KeyError(
+            f"unknown method {name!r}; registered: {', '.join(list_methods())}"
+        ) from None
 
 
 def list_methods() -> list[str]:

@@ -41,7 +41,9 @@ class MaPLeConfig(MethodConfig):
     def check(self, dims) -> list[str]:
         depth = min(dims.text_layers, dims.vision_layers)
         if self.prompt_depth > depth:
-            return [f"method.prompt_depth: {self.prompt_depth} exceeds the backbone's {depth} layers"]
+            return [
+                f"method.prompt_depth: {self.prompt_depth} exceeds the backbone's {depth} layers"
+            ]
         return []
 
 

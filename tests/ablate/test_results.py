@@ -1,0 +1,55 @@
+"""The Parquet results table: atomic parts, compaction without duplicates, final statuses."""
+
+from __future__ import annotations
+
+from ablate import results
+
+
+def rows(trial: str, epochs: int, seeds=(1, 2), **extra):
+    return [
+        {
+            "study": "s",
+            "trial_id": trial,
+            "trial_name": f"t-{trial}",
+            "trial_key": f"k-{trial}",
+            "seed": s,
+            "epoch": e,
+            "wall_s": 0.1 * e,
+            "status": "running",
+            "val/hm": 50.0 + e,
+            **extra,
+        }
+        for e in range(1, epochs + 1)
+        for s in seeds
+    ]
+
+
+def test_parts_compact_into_one_table_without_duplicates(tmp_path):
+    results.write_part(
+        rows("a", 2, **{"optim.lr": 0.1, "method.schedule": "[1, 2]"}), tmp_path, "a"
+    )
+    results.write_part(rows("a", 3, **{"optim.lr": 0.1}), tmp_path, "a")  # rewritten each epoch
+    results.write_part(rows("b", 1, **{"optim.lr": 0.2}), tmp_path, "b")
+    path = results.compact(tmp_path, {"a": "completed", "b": "pruned"})
+    table = results.read(path)
+    assert table.num_rows == 3 * 2 + 1 * 2
+    keys = list(zip(*(table.column(c).to_pylist() for c in ("trial_key", "seed", "epoch"))))
+    assert len(keys) == len(set(keys))
+    status = dict(zip(table.column("trial_id").to_pylist(), table.column("status").to_pylist()))
+    assert status == {"a": "completed", "b": "pruned"}
+    assert table.schema.field("val/hm").type == "double"
+    assert table.schema.field("seed").type == "int64"
+    # compacting again (e.g. after a resumed study) changes nothing
+    assert results.read(results.compact(tmp_path)).num_rows == table.num_rows
+
+
+def test_no_temporary_files_are_left_behind(tmp_path):
+    results.write_part(rows("a", 1), tmp_path, "a")
+    results.compact(tmp_path)
+    leftovers = [p.name for p in tmp_path.rglob(".tmp-*")]
+    assert leftovers == []
+
+
+def test_list_parameters_are_stored_as_json_text():
+    assert results.cell([1, 2]) == "[1, 2]"
+    assert results.cell(0.5) == 0.5
