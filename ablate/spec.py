@@ -21,9 +21,9 @@ from ablate import config
 from ablate.errors import ConfigError, Problem, SpecError
 
 TOP_KEYS = (
-    "name description method base metric parameters seeds search scheduler resources "
-    "ablation retries"
-).split()
+    *("name", "description", "method", "base", "metric", "parameters", "seeds"),
+    *("search", "scheduler", "resources", "ablation", "retries"),
+)
 DISTRIBUTIONS = ("values", "value", "uniform", "int_uniform", "log_uniform_values", "q_uniform")
 ALGORITHMS = ("tpe", "random", "grid")
 SCHEDULERS = ("asha", "median", "hyperband", "none")
