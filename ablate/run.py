@@ -13,11 +13,13 @@ def run_search(
     spec: StudySpec, results_dir: Path, tracking_uri: str | None, address: str | None
 ) -> int:
     started = time.monotonic()
-    study_dir = (results_dir / spec.name).resolve()
-    study_dir.mkdir(parents=True, exist_ok=True)
     uri = tracking_uri or tracking.default_tracking_uri()
     plan = describe_plan(spec)
     print(plan, "\n", flush=True)
+    study.connect(address)
+    study.check_resources(spec)  # before anything is logged
+    study_dir = (results_dir / spec.name).resolve()
+    study_dir.mkdir(parents=True, exist_ok=True)
     tracker = tracking.Tracker(uri).start_study(
         spec.name, spec.description, _plan_params(spec), _study_tags(spec)
     )

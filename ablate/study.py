@@ -27,6 +27,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from ablate import space, trial
+from ablate.errors import Problem, SpecError
 from ablate.spec import Scheduler, StudySpec
 from ablate.tracking import Tracker
 
@@ -81,10 +82,24 @@ def connect(address: str | None) -> None:
         ray.init(include_dashboard=False, _node_ip_address="127.0.0.1")
 
 
+def check_resources(spec: StudySpec) -> None:
+    """Fail before launching when no node could ever place one trial (it would pend forever)."""
+    total = ray.cluster_resources()
+    wanted = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
+    missing = [
+        f"resources.{name.lower()}: a trial asks for {amount:g} {name} but the cluster has "
+        f"{total.get(name, 0):g} (lower it, or use a cluster that has {name})"
+        for name, amount in wanted.items()
+        if amount > total.get(name, 0)
+    ]
+    if missing:
+        problems = [Problem(str(spec.path), "", reason) for reason in missing]
+        raise SpecError(problems)
+
+
 def run_study(
     spec: StudySpec, tracker: Tracker, study_dir: Path, address: str | None = None
 ) -> StudyOutcome:
-    connect(address)
     epochs = spec.max_epochs()
     searcher = _NumberedOptunaSearch(
         space=space.to_distributions(spec.search_parameters()),

@@ -91,7 +91,7 @@ def _start_runs(
     trial_run = tracker.start_run(tracker.parent_run_id, name, "trial", flat | values, tags)
     tracker.log_text(trial_run, config.to_yaml(cfg), "config.yaml")
     seed_runs = [
-        tracker.start_run(trial_run, f"{ctx.trial_name} seed={s}", "seed", {"seed": s}, tags)
+        tracker.start_run(trial_run, f"{ctx.trial_name} seed={s}", "seed", flat | {"seed": s}, tags)
         for s in spec.seeds
     ]
     return trial_run, seed_runs
