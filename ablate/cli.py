@@ -88,7 +88,27 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="folder for the Parquet table and Ray's files (default: ./results)",
     )
+    search.add_argument(
+        "--system-metrics",
+        action="store_true",
+        help="sample CPU, memory and GPU use into every trial run (MLflow system metrics)",
+    )
     search.set_defaults(func=cmd_search)
+
+    ui = commands.add_parser(
+        "ui",
+        help="open a study in the MLflow UI",
+        description="Start the MLflow UI on the study's tracking store (bound to 127.0.0.1 "
+        "unless --host says otherwise) and print direct links to the study's experiment and "
+        "its latest study run. With a remote tracking server, only print the links.",
+    )
+    ui.add_argument("study", nargs="?", help="study name (default: the latest study)")
+    ui.add_argument(
+        "--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db"
+    )
+    ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
+    ui.set_defaults(func=cmd_ui)
 
     methods = commands.add_parser("methods", help="list the registered methods and their knobs")
     methods.set_defaults(func=cmd_methods)
@@ -104,7 +124,32 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 0
     from ablate.run import run_search
 
-    return run_search(spec, args.results_dir, args.tracking_uri, args.address)
+    return run_search(spec, args.results_dir, args.tracking_uri, args.address, args.system_metrics)
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from ablate import tracking
+    from ablate.errors import AblateError
+
+    uri = args.tracking_uri or tracking.default_tracking_uri()
+    found = tracking.latest_study_run(uri, args.study)
+    if found is None:
+        what = f"study {args.study!r}" if args.study else "any study"
+        error = AblateError(f"{uri} holds no runs of {what}; run `ablate search FILE` first")
+        error.exit_code = 2
+        raise error
+    if not tracking.is_local_store(uri):
+        print("\n".join(tracking.ui_links(uri, *found)))
+        return 0
+    base = f"http://{args.host}:{args.port}"
+    print(f"MLflow UI on {uri}, serving at {base} (Ctrl-C stops it)")
+    print("\n".join(tracking.ui_links(base, *found)), flush=True)
+    try:
+        return subprocess.call(tracking.ui_command(uri, args.host, args.port))
+    except KeyboardInterrupt:
+        return 0
 
 
 def cmd_methods(args: argparse.Namespace) -> int:

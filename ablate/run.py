@@ -10,7 +10,11 @@ from ablate.spec import StudySpec, describe_plan
 
 
 def run_search(
-    spec: StudySpec, results_dir: Path, tracking_uri: str | None, address: str | None
+    spec: StudySpec,
+    results_dir: Path,
+    tracking_uri: str | None,
+    address: str | None,
+    system_metrics: bool = False,
 ) -> int:
     started = time.monotonic()
     uri = tracking_uri or tracking.default_tracking_uri()
@@ -26,7 +30,7 @@ def run_search(
     tracker.log_study_file(spec.path)
     tracker.log_text(tracker.parent_run_id, plan, "plan.txt")
     try:
-        outcome = study.run_study(spec, tracker, study_dir, address)
+        outcome = study.run_study(spec, tracker, study_dir, address, system_metrics)
     except KeyboardInterrupt:
         tracker.finish_study({}, status="killed")
         print("ablate: interrupted; the study's runs so far are in MLflow and", study_dir)
@@ -92,6 +96,10 @@ def summary(
         f"Results table: {table_path} ({rows} rows)",
         f"MLflow: experiment {spec.name!r} (id {tracker.experiment_id}), parent run "
         f"{tracker.parent_run_id}",
-        f"    review with: mlflow ui --backend-store-uri {tracker.uri}",
+        f"    review with: ablate ui {spec.name}{_uri_flag(tracker.uri)}",
     ]
     return "\n".join(lines)
+
+
+def _uri_flag(uri: str) -> str:
+    return "" if uri == tracking.default_tracking_uri() else f" --tracking-uri {uri}"

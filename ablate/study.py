@@ -98,7 +98,11 @@ def check_resources(spec: StudySpec) -> None:
 
 
 def run_study(
-    spec: StudySpec, tracker: Tracker, study_dir: Path, address: str | None = None
+    spec: StudySpec,
+    tracker: Tracker,
+    study_dir: Path,
+    address: str | None = None,
+    system_metrics: bool = False,
 ) -> StudyOutcome:
     epochs = spec.max_epochs()
     searcher = _NumberedOptunaSearch(
@@ -110,7 +114,7 @@ def run_study(
     callback = _StatusCallback(tracker, epochs)
     tuner = tune.Tuner(
         tune.with_resources(
-            _make_trainable(spec, tracker, study_dir),
+            _make_trainable(spec, tracker, study_dir, system_metrics),
             {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
         ),
         tune_config=tune.TuneConfig(
@@ -137,7 +141,9 @@ def run_study(
     return _outcome(grid, spec, callback.statuses)
 
 
-def _make_trainable(spec: StudySpec, tracker: Tracker, study_dir: Path) -> Callable:
+def _make_trainable(
+    spec: StudySpec, tracker: Tracker, study_dir: Path, system_metrics: bool
+) -> Callable:
     threads = max(1, int(spec.resources.cpu))
 
     def trainable(params: dict[str, Any]) -> None:
@@ -147,7 +153,7 @@ def _make_trainable(spec: StudySpec, tracker: Tracker, study_dir: Path) -> Calla
         params = dict(params)
         name = trial_name(params.pop(TRIAL_NUMBER, None))
         trial_id = tune.get_context().get_trial_id()
-        ctx = trial.TrialContext(trial_id, name, study_dir.resolve(), tracker)
+        ctx = trial.TrialContext(trial_id, name, study_dir.resolve(), tracker, system_metrics)
         trial.run(spec, params, _report_with_checkpoint, ctx, resume=_restore())
 
     return trainable

@@ -11,6 +11,7 @@ Statuses: the tag `ablate.status` is `completed`, `pruned` (with `ablate.stopped
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
@@ -57,6 +58,7 @@ class Tracker:
             experiment_id = client.create_experiment(name, tags={MLFLOW_RUN_NOTE: description})
         else:
             experiment_id = experiment.experiment_id
+            client.set_experiment_tag(experiment_id, MLFLOW_RUN_NOTE, description)
         run = client.create_run(
             experiment_id,
             run_name=f"study {name} {time.strftime('%Y-%m-%d %H:%M')}",
@@ -116,6 +118,30 @@ class Tracker:
             path.write_bytes(data)
             self.client.log_artifact(run_id, str(path))
 
+    def reopen(self, run_id: str) -> None:
+        """Mark a run RUNNING again (a trial resumed after a pause, restart or driver kill)."""
+        run = self.client.get_run(run_id)
+        if run.info.status != "RUNNING":
+            self.client.update_run(run_id, status="RUNNING")
+
+    def log_dataset(self, run_id: str, name: str, digest: str, source: str, rows: int) -> None:
+        """The data a run trained on, shown in the UI's dataset panel (context = train)."""
+        dataset = Dataset(
+            name=name,
+            digest=digest,
+            source_type="ablate",
+            source=json.dumps({"dataset": source}),
+            profile=json.dumps({"num_rows": rows}),
+        )
+        tags = [InputTag("mlflow.data.context", "train")]
+        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags)])
+
+    def system_metrics_monitor(self, run_id: str) -> Any:
+        """CPU, memory (and GPU, where pynvml finds one) sampled into `run_id` every 10 s."""
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        return SystemMetricsMonitor(run_id, sampling_interval=10, tracking_uri=self.uri)
+
     def finish_run(self, run_id: str, status: str, tags: Mapping[str, str] | None = None) -> None:
         """Set the ablate status tag (and extra tags) and terminate the run."""
         client = self.client
@@ -165,3 +191,44 @@ def _safe_name(name: str) -> str:
 
 def tags_of(runs: Iterable[Any], key: str) -> list[str]:
     return [r.data.tags.get(key, "") for r in runs]
+
+
+# ---- the MLflow UI ------------------------------------------------------------------------------
+def is_local_store(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri
+
+
+def latest_study_run(uri: str, study: str | None) -> tuple[str, str] | None:
+    """(experiment id, parent run id) of the newest study run, of `study` or of any study."""
+    client = MlflowClient(tracking_uri=uri)
+    if study:
+        experiment = client.get_experiment_by_name(study)
+        if experiment is None:
+            return None
+        ids = [experiment.experiment_id]
+    else:
+        ids = [e.experiment_id for e in client.search_experiments()]
+    if not ids:
+        return None
+    runs = client.search_runs(
+        ids, filter_string=f"tags.`{ROLE}` = 'study'", order_by=["start_time DESC"], max_results=1
+    )
+    return (runs[0].info.experiment_id, runs[0].info.run_id) if runs else None
+
+
+def ui_links(base_url: str, experiment_id: str, run_id: str) -> list[str]:
+    base = base_url.rstrip("/")
+    return [
+        f"experiment: {base}/#/experiments/{experiment_id}",
+        f"study run:  {base}/#/experiments/{experiment_id}/runs/{run_id}",
+    ]
+
+
+def ui_command(uri: str, host: str, port: int) -> list[str]:
+    """`mlflow ui` on a local store (artifacts served from beside it)."""
+    import sys
+
+    return [
+        sys.executable, "-m", "mlflow", "ui",
+        "--backend-store-uri", uri, "--host", host, "--port", str(port),
+    ]  # fmt: skip

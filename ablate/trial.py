@@ -1,20 +1,21 @@
 """The body of one trial, free of Ray: compose, train every seed in lockstep, log, report.
 
 The seeds of a configuration run inside one trial and share one frozen backbone and one decoded
-dataset; after every epoch the seed mean is handed to `report` (the scheduler and the searcher
-decide on it), after the per-seed metrics went to MLflow and the rows to a Parquet part. A
-scheduler may stop the trial inside `report`, so nothing is left to do after it.
+dataset; after every epoch the per-seed metrics go to MLflow, the rows to a Parquet part, and then
+the seed mean is handed to `report` (the scheduler and the searcher decide on it). A scheduler
+may stop the trial inside `report`, so nothing is left to do after it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import math
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,11 @@ import trainers
 from ablate import config, results, space
 from ablate.spec import StudySpec
 from ablate.tracking import TRIAL_ID, Tracker, run_name
+from trainers.backbone import Backbone
 from trainers.backbone import load as load_backbone
-from trainers.data import load_task
-from trainers.loop import resolve_device
+from trainers.data import Task, load_task, sample_few_shot
+from trainers.inspect import describe_prompts
+from trainers.loop import EpochMetrics, resolve_device
 
 Report = Callable[[dict[str, float], dict[str, Any]], None]  # (seed-mean metrics, state)
 
@@ -36,6 +39,7 @@ class TrialContext:
     trial_name: str  # t000, t001, ...
     study_dir: Path  # where the Parquet parts go
     tracker: Tracker
+    system_metrics: bool = False  # sample CPU/memory/GPU into the trial run
 
 
 def trial_key(cfg: trainers.TrialConfig) -> str:
@@ -62,87 +66,150 @@ def run(
     """
     values = space.decode(dict(params))
     cfg = config.compose(spec.trial_overrides(values))
-    key = trial_key(cfg)
-    if resume is None:
-        trial_run, seed_runs = _start_runs(spec, cfg, values, key, ctx)
-    else:
-        trial_run, seed_runs = resume["trial_run"], resume["seed_runs"]
-    tracker = ctx.tracker
+    trial = _Trial(spec, cfg, values, trial_key(cfg), ctx)
+    trial.open_runs(resume)
     try:
-        _train(spec, cfg, values, key, report, ctx, trial_run, seed_runs, resume)
+        with _system_metrics(ctx, trial.trial_run):
+            trial.train(report, resume)
     except Exception as err:
-        text = traceback.format_exc()
-        error = f"{type(err).__name__}: {err}"[:4000]
-        for run_id in (trial_run, *seed_runs):
-            tracker.log_text(run_id, text, "error.txt")
-            tracker.finish_run(run_id, "failed", {"ablate.error": error})
+        trial.fail(err)
         raise
 
 
-def _start_runs(
-    spec: StudySpec, cfg: trainers.TrialConfig, values: dict[str, Any], key: str, ctx: TrialContext
-) -> tuple[str, list[str]]:
-    """The trial's MLflow run (resolved config as params) and one nested run per seed."""
-    tracker = ctx.tracker
-    flat = config.to_flat_dict(cfg)
-    flat.pop("seed")
-    tags = {TRIAL_ID: ctx.trial_id, "ablate.trial_key": key}
-    name = run_name(ctx.trial_name, values)
-    trial_run = tracker.start_run(tracker.parent_run_id, name, "trial", flat | values, tags)
-    tracker.log_text(trial_run, config.to_yaml(cfg), "config.yaml")
-    seed_runs = [
-        tracker.start_run(trial_run, f"{ctx.trial_name} seed={s}", "seed", flat | {"seed": s}, tags)
-        for s in spec.seeds
-    ]
-    return trial_run, seed_runs
+class _Trial:
+    """One configuration: its MLflow runs, its rows, and its lockstep training of the seeds."""
 
+    def __init__(
+        self,
+        spec: StudySpec,
+        cfg: trainers.TrialConfig,
+        values: dict[str, Any],
+        key: str,
+        ctx: TrialContext,
+    ) -> None:
+        self.spec, self.cfg, self.values, self.key, self.ctx = spec, cfg, values, key, ctx
+        self.tracker = ctx.tracker
+        self.trial_run = ""
+        self.seed_runs: list[str] = []
+        self.rows: list[dict[str, Any]] = []
 
-def _train(
-    spec: StudySpec,
-    cfg: trainers.TrialConfig,
-    values: dict[str, Any],
-    key: str,
-    report: Report,
-    ctx: TrialContext,
-    trial_run: str,
-    seed_runs: list[str],
-    resume: dict[str, Any] | None,
-) -> None:
-    device = resolve_device(cfg.train.device)
-    backbone = load_backbone(cfg.backbone, device)  # loaded once, shared by every seed
-    task = load_task(cfg.dataset)
-    states = resume["seeds"] if resume else [None] * len(spec.seeds)
-    fits = [
-        trainers.fit(cfg.with_seed(s), backbone, task, resume=state)
-        for s, state in zip(spec.seeds, states)
-    ]
-    tracker, start = ctx.tracker, time.monotonic()
-    rows: list[dict[str, Any]] = list(resume["rows"]) if resume else []
-    start -= rows[-1]["wall_s"] if rows else 0.0
-    for per_seed in zip(*fits):
-        epoch = per_seed[0].epoch
-        mean = seed_mean([m.metrics for m in per_seed])
-        last = epoch == cfg.train.epochs
-        for run_id, m in zip(seed_runs, per_seed):
+    def open_runs(self, resume: dict[str, Any] | None) -> None:
+        """The trial's MLflow run and one nested run per seed: new, or the ones of a restart."""
+        if resume is not None:
+            self.trial_run, self.seed_runs = resume["trial_run"], resume["seed_runs"]
+            self.rows = list(resume["rows"])
+        elif not self._reuse_runs():
+            self._start_runs()
+        for run_id in (self.trial_run, *self.seed_runs):
+            self.tracker.reopen(run_id)
+
+    def _reuse_runs(self) -> bool:
+        """A trial restarted from scratch (no checkpoint yet) keeps the runs it already has."""
+        runs = self.tracker.runs_of_trial(self.ctx.trial_id)
+        trial = [r.info.run_id for r in runs if r.data.tags.get("ablate.role") == "trial"]
+        seeds = {
+            int(r.data.params["seed"]): r.info.run_id
+            for r in runs
+            if r.data.tags.get("ablate.role") == "seed"
+        }
+        if len(trial) != 1 or set(seeds) != set(self.spec.seeds):
+            return False
+        self.trial_run, self.seed_runs = trial[0], [seeds[s] for s in self.spec.seeds]
+        return True
+
+    def _start_runs(self) -> None:
+        flat = config.to_flat_dict(self.cfg)
+        flat.pop("seed")
+        tags = {TRIAL_ID: self.ctx.trial_id, "ablate.trial_key": self.key}
+        name = run_name(self.ctx.trial_name, self.values)
+        parent = self.tracker.parent_run_id
+        self.trial_run = self.tracker.start_run(parent, name, "trial", flat | self.values, tags)
+        self.tracker.log_text(self.trial_run, config.to_yaml(self.cfg), "config.yaml")
+        self.seed_runs = [
+            self.tracker.start_run(
+                self.trial_run, f"{self.ctx.trial_name} seed={s}", "seed", flat | {"seed": s}, tags
+            )
+            for s in self.spec.seeds
+        ]
+
+    def train(self, report: Report, resume: dict[str, Any] | None) -> None:
+        device = resolve_device(self.cfg.train.device)
+        backbone = load_backbone(self.cfg.backbone, device)  # loaded once, shared by every seed
+        task = load_task(self.cfg.dataset)
+        if resume is None:
+            self._log_datasets(task)
+        states = resume["seeds"] if resume else [None] * len(self.spec.seeds)
+        fits = [
+            trainers.fit(self.cfg.with_seed(s), backbone, task, resume=state)
+            for s, state in zip(self.spec.seeds, states)
+        ]
+        start = time.monotonic() - (self.rows[-1]["wall_s"] if self.rows else 0.0)
+        for per_seed in zip(*fits):
+            mean = seed_mean([m.metrics for m in per_seed])
+            self._record(list(per_seed), mean, backbone, time.monotonic() - start)
+            state = {
+                "trial_run": self.trial_run,
+                "seed_runs": self.seed_runs,
+                "rows": self.rows,
+                "seeds": [m.state() for m in per_seed],
+            }
+            report(mean | {"epoch": per_seed[0].epoch}, state)
+
+    def _record(
+        self, per_seed: list[EpochMetrics], mean: dict[str, float], backbone: Backbone, wall: float
+    ) -> None:
+        """Everything about one epoch, written before the scheduler may stop the trial."""
+        epoch, tracker = per_seed[0].epoch, self.tracker
+        last = epoch == self.cfg.train.epochs
+        for run_id, m in zip(self.seed_runs, per_seed):
             tracker.log_metrics(run_id, m.metrics, step=epoch)
             tracker.log_bytes(run_id, "prompts.pt", _tensors_bytes(m.method.prompt_tensors()))
-        tracker.log_metrics(trial_run, mean, step=epoch)
+            readable = json.dumps(describe_prompts(m.method, backbone), indent=1)
+            tracker.log_text(run_id, readable, "prompts.json")
+        tracker.log_metrics(self.trial_run, mean, step=epoch)
         status = "completed" if last else "running"
-        rows += [
-            _row(spec, ctx, key, s, epoch, time.monotonic() - start, status, m.metrics, values)
-            for s, m in zip(spec.seeds, per_seed)
+        self.rows += [
+            self._row(seed, epoch, wall, status, m.metrics)
+            for seed, m in zip(self.spec.seeds, per_seed)
         ]
-        results.write_part(rows, ctx.study_dir, ctx.trial_id)
+        results.write_part(self.rows, self.ctx.study_dir, self.ctx.trial_id)
         if last:
-            for run_id in (trial_run, *seed_runs):
+            for run_id in (self.trial_run, *self.seed_runs):
                 tracker.finish_run(run_id, "completed", {"ablate.stopped_epoch": str(epoch)})
-        state = {
-            "trial_run": trial_run,
-            "seed_runs": seed_runs,
-            "rows": rows,
-            "seeds": [m.state() for m in per_seed],
+
+    def _log_datasets(self, task: Task) -> None:
+        """The few-shot images each seed trains on, as an MLflow dataset input (with digest)."""
+        d = self.cfg.dataset
+        for seed, run_id in zip(self.spec.seeds, self.seed_runs):
+            index = sample_few_shot(task.train.labels, task.base_classes, d.shots, seed)
+            digest = hashlib.sha256(index.numpy().tobytes()).hexdigest()[:16]
+            name = f"{d.name}-{d.shots}shot-seed{seed}"
+            self.tracker.log_dataset(run_id, name, digest, d.root or d.name, len(index))
+
+    def _row(
+        self, seed: int, epoch: int, wall: float, status: str, metrics: dict[str, float]
+    ) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "study": self.spec.name,
+            "trial_id": self.ctx.trial_id,
+            "trial_name": self.ctx.trial_name,
+            "trial_key": self.key,
+            "seed": seed,
+            "epoch": epoch,
+            "wall_s": wall,
+            "status": status,
         }
-        report(mean | {"epoch": epoch}, state)
+        row |= {k: float(v) for k, v in metrics.items()}
+        row |= {k: results.cell(v) for k, v in self.values.items()}
+        return row
+
+    def fail(self, err: Exception) -> None:
+        """Mark the trial's runs failed with the error and its traceback (error.txt)."""
+        text = traceback.format_exc()
+        error = f"{type(err).__name__}: {err}"[:4000]
+        for run_id in (self.trial_run, *self.seed_runs):
+            self.tracker.log_text(run_id, text, "error.txt")
+            self.tracker.finish_run(run_id, "failed", {"ablate.error": error})
 
 
 def seed_mean(per_seed: list[dict[str, float]]) -> dict[str, float]:
@@ -151,30 +218,17 @@ def seed_mean(per_seed: list[dict[str, float]]) -> dict[str, float]:
     return {k: math.fsum(m[k] for m in per_seed) / len(per_seed) for k in sorted(keys)}
 
 
-def _row(
-    spec: StudySpec,
-    ctx: TrialContext,
-    key: str,
-    seed: int,
-    epoch: int,
-    wall: float,
-    status: str,
-    metrics: dict[str, float],
-    values: dict[str, Any],
-) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "study": spec.name,
-        "trial_id": ctx.trial_id,
-        "trial_name": ctx.trial_name,
-        "trial_key": key,
-        "seed": seed,
-        "epoch": epoch,
-        "wall_s": wall,
-        "status": status,
-    }
-    row |= {k: float(v) for k, v in metrics.items()}
-    row |= {k: results.cell(v) for k, v in values.items()}
-    return row
+@contextlib.contextmanager
+def _system_metrics(ctx: TrialContext, run_id: str) -> Iterator[None]:
+    if not ctx.system_metrics:
+        yield
+        return
+    monitor = ctx.tracker.system_metrics_monitor(run_id)
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
 
 
 def _tensors_bytes(tensors: Mapping[str, Any]) -> bytes:

@@ -1,0 +1,84 @@
+"""No input makes the loader crash: every malformed file is a SpecError, never a traceback."""
+
+from __future__ import annotations
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ablate import spec as specs
+from ablate.errors import SpecError
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 50), st.floats(), st.text(max_size=12)
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+keys = st.sampled_from([*specs.TOP_KEYS, "bogus"])
+param_keys = st.sampled_from(["optim.lr", "method.prompt_length", "train.epochs", "x.y", ""])
+distribution = st.fixed_dictionaries(
+    {},
+    optional={
+        "distribution": st.sampled_from([*specs.DISTRIBUTIONS, "normal"]),
+        "min": scalars,
+        "max": scalars,
+        "q": scalars,
+        "values": st.lists(scalars, max_size=3),
+        "value": scalars,
+    },
+)
+studies = st.fixed_dictionaries(
+    {"name": st.sampled_from(["fuzz", "", "a/b"]), "method": st.sampled_from(["coop", "nope"])},
+    optional={
+        "parameters": st.dictionaries(param_keys, st.one_of(distribution, values), max_size=3),
+        "base": st.dictionaries(param_keys, scalars, max_size=2),
+        "seeds": values,
+        "search": values,
+        "scheduler": values,
+        "resources": values,
+        "ablation": values,
+        "metric": values,
+    },
+)
+
+
+def load_text(tmp_path, text: str) -> None:
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(text)
+    try:
+        specs.load(path)
+    except SpecError as err:
+        problems = err.problems
+    else:
+        return
+    assert problems
+    assert all(p.reason for p in problems)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(study=studies)
+def test_structured_nonsense_is_a_spec_error(tmp_path, study):
+    load_text(tmp_path, yaml.safe_dump(study))
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(raw=st.dictionaries(keys, values, max_size=6))
+def test_any_top_level_mapping_is_a_spec_error(tmp_path, raw):
+    load_text(tmp_path, yaml.safe_dump(raw))
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=st.text(max_size=200))
+def test_any_text_is_a_spec_error(tmp_path, text):
+    load_text(tmp_path, text)
