@@ -28,6 +28,7 @@ ROLE = "ablate.role"  # study | trial | seed
 STATUS = "ablate.status"
 TRIAL_ID = "ablate.trial_id"
 MAX_PARAMS, MAX_METRICS = 100, 1000  # MLflow's per-request limits for log_batch
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # UI opens on the runs
 RUN_STATUS = {"completed": "FINISHED", "pruned": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
 
 
@@ -55,10 +56,12 @@ class Tracker:
         client = self.client
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
-            experiment_id = client.create_experiment(name, tags={MLFLOW_RUN_NOTE: description})
+            tags = {MLFLOW_RUN_NOTE: description, **EXPERIMENT_KIND}
+            experiment_id = client.create_experiment(name, tags=tags)
         else:
             experiment_id = experiment.experiment_id
-            client.set_experiment_tag(experiment_id, MLFLOW_RUN_NOTE, description)
+            for key, value in {MLFLOW_RUN_NOTE: description, **EXPERIMENT_KIND}.items():
+                client.set_experiment_tag(experiment_id, key, value)
         run = client.create_run(
             experiment_id,
             run_name=f"study {name} {time.strftime('%Y-%m-%d %H:%M')}",
@@ -219,7 +222,7 @@ def latest_study_run(uri: str, study: str | None) -> tuple[str, str] | None:
 def ui_links(base_url: str, experiment_id: str, run_id: str) -> list[str]:
     base = base_url.rstrip("/")
     return [
-        f"experiment: {base}/#/experiments/{experiment_id}",
+        f"experiment: {base}/#/experiments/{experiment_id}/runs",
         f"study run:  {base}/#/experiments/{experiment_id}/runs/{run_id}",
     ]
 
