@@ -161,8 +161,9 @@ def cmd_methods(args: argparse.Namespace) -> int:
         cls = trainers.get_method(name)
         doc = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
         print(f"{name}: {doc}")
+        defaults = cls.Config()
         for f in dataclasses.fields(cls.Config):
-            print(f"    method.{f.name} = {f.default!r}")
+            print(f"    method.{f.name} = {getattr(defaults, f.name)!r}")
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,9 @@ def _literal(value: Any) -> str:
             return "inf" if value > 0 else "-inf"
         return repr(value)
     if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace("'", "\\'")
-        return f"'{escaped}'"
+        # Hydra reads a backslash literally unless it precedes a quote or ends the string
+        escaped = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, value)
+        return "'" + escaped.replace("'", "\\'") + "'"
     if isinstance(value, list | tuple):
         return "[" + ",".join(_literal(v) for v in value) + "]"
     if isinstance(value, dict):

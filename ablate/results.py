@@ -48,6 +48,16 @@ def cell(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, list | tuple | dict) else value
 
 
+def uncell(value: Any) -> Any:
+    """Inverse of `cell`: JSON text of a list back to the list."""
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
 def write_part(rows: list[dict[str, Any]], folder: Path, name: str) -> Path:
     """Write `rows` to folder/parts/part-<name>.parquet via a temporary file and a rename."""
     parts = folder / "parts"
@@ -94,6 +104,8 @@ def compact(folder: Path, statuses: Mapping[str, str] | None = None) -> Path:
     tmp = folder / f".tmp-{uuid.uuid4().hex}"
     pq.write_table(table, tmp)
     os.replace(tmp, target)
+    for part in parts:  # merged: a later compaction must not let their stale statuses win
+        part.unlink(missing_ok=True)
     return target
 
 
@@ -108,3 +120,30 @@ def _dedupe(table: pa.Table) -> pa.Table:
 
 def read(path: Path) -> pa.Table:
     return pq.read_table(path)
+
+
+def read_all(folder: Path) -> pa.Table | None:
+    """results.parquet plus every part not compacted yet (a killed driver leaves parts), deduped."""
+    tables = [pq.read_table(p) for p in sorted((folder / "parts").glob("part-*.parquet"))]
+    if (folder / RESULTS_FILE).exists():
+        tables.insert(0, pq.read_table(folder / RESULTS_FILE))
+    if not tables:
+        return None
+    return _dedupe(pa.concat_tables(tables, promote_options="permissive"))
+
+
+def finished_cells(folder: Path, trial_key: str, epochs: int) -> dict[int, list[dict[str, Any]]]:
+    """seed -> its rows (epoch 1..epochs) for the seeds of `trial_key` trained to the end."""
+    table = read_all(folder)
+    if table is None:
+        return {}
+    rows = [r for r in table.to_pylist() if r["trial_key"] == trial_key]
+    cells: dict[int, list[dict[str, Any]]] = {}
+    for seed in {r["seed"] for r in rows}:
+        mine = sorted((r for r in rows if r["seed"] == seed), key=lambda r: r["epoch"])
+        if [r["epoch"] for r in mine] == list(range(1, epochs + 1)) and mine[-1]["status"] not in (
+            "failed",
+            "pruned",
+        ):
+            cells[seed] = mine
+    return cells

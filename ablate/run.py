@@ -1,4 +1,7 @@
-"""`ablate search`: the study from start to summary (MLflow parent run, Ray, Parquet, console)."""
+"""`ablate search`: the study from start to summary (MLflow parent run, Ray, Parquet, console).
+
+Running the same file again resumes or extends the study (see `ablate.resume`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import time
 from pathlib import Path
 
 from ablate import __version__, results, study, tracking
+from ablate.resume import StudyState, decide, extension, load_state
 from ablate.spec import StudySpec, describe_plan
 
 
@@ -23,24 +27,83 @@ def run_search(
     study.connect(address)
     study.check_resources(spec)  # before anything is logged
     study_dir = (results_dir / spec.name).resolve()
+    state = load_state(study_dir)
+    mode = decide(spec, state, uri, study_dir)
+    if mode == "done":
+        print(f"ablate: study {spec.name!r} already finished with this file; nothing to run.")
+        print("ablate: add trials or seeds to the file to extend it, or change `name`.")
+        return 0
     study_dir.mkdir(parents=True, exist_ok=True)
+    tracker, launch, state = _prepare(spec, mode, state, uri, study_dir, plan)
+    try:
+        outcome = study.run_study(spec, tracker, study_dir, launch, system_metrics)
+    except KeyboardInterrupt:
+        state.status = "interrupted"
+        state.save(study_dir)
+        tracker.finish_study({}, status="killed")
+        print(f"ablate: interrupted; run the same command again to resume ({study_dir})")
+        return 130
+    statuses = {t.trial_id: t.status for t in outcome.trials}
+    table_path = results.compact(study_dir, statuses)
+    tracker.close_orphans(statuses)
+    unfinished = any(t.status == "unfinished" for t in outcome.trials)
+    state.status = "interrupted" if unfinished else "finished"
+    state.save(study_dir)
+    counts = {s: outcome.count(s) for s in ("completed", "pruned", "failed")}
+    final = "killed" if unfinished else ("completed" if counts["completed"] else "failed")
+    tracker.finish_study(counts, status=final)
+    print(summary(spec, outcome, table_path, tracker, time.monotonic() - started))
+    if unfinished:
+        print("ablate: the study was interrupted; run the same command again to resume it.")
+        return 130
+    return 0 if counts["completed"] or counts["pruned"] else 1
+
+
+def _prepare(
+    spec: StudySpec,
+    mode: str,
+    state: StudyState | None,
+    uri: str,
+    study_dir: Path,
+    plan: str,
+) -> tuple[tracking.Tracker, study.Launch, StudyState]:
+    """The MLflow parent run and the Ray launch for a new, resumed or extended study."""
+    if mode == "resume" and state is not None:
+        print(f"ablate: resuming the interrupted study {spec.name!r} (parent run "
+              f"{state.parent_run_id})", flush=True)  # fmt: skip
+        tracker = tracking.Tracker(uri, state.experiment_id, state.parent_run_id)
+        tracker.reopen(state.parent_run_id)
+        tracker.set_tags(state.parent_run_id, {"ablate.resumed": str(state.invocation)})
+        state.status = "running"
+        state.save(study_dir)
+        return tracker, study.Launch(Path(state.ray_dir), restore=True), state
+    invocation = state.invocation + 1 if state else 1
+    if mode == "extend":
+        launch = extension(spec, study_dir, invocation)
+        reused = len(launch.prior.configs) if launch.prior else 0
+        print(
+            f"ablate: extending study {spec.name!r}: {reused} finished configurations reused;"
+            " finished (configuration, seed) cells are not trained again",
+            flush=True,
+        )
+    else:
+        launch = study.Launch(study_dir / "ray" / spec.name)
     tracker = tracking.Tracker(uri).start_study(
         spec.name, spec.description, _plan_params(spec), _study_tags(spec)
     )
     tracker.log_study_file(spec.path)
     tracker.log_text(tracker.parent_run_id, plan, "plan.txt")
-    try:
-        outcome = study.run_study(spec, tracker, study_dir, address, system_metrics)
-    except KeyboardInterrupt:
-        tracker.finish_study({}, status="killed")
-        print("ablate: interrupted; the study's runs so far are in MLflow and", study_dir)
-        return 130
-    statuses = {t.trial_id: t.status for t in outcome.trials}
-    table_path = results.compact(study_dir, statuses)
-    counts = {s: outcome.count(s) for s in ("completed", "pruned", "failed")}
-    tracker.finish_study(counts, status="completed" if counts["completed"] else "failed")
-    print(summary(spec, outcome, table_path, tracker, time.monotonic() - started))
-    return 0 if counts["completed"] or counts["pruned"] else 1
+    state = StudyState(
+        spec_sha256=spec.sha256,
+        tracking_uri=uri,
+        experiment_id=tracker.experiment_id,
+        parent_run_id=tracker.parent_run_id,
+        ray_dir=str(launch.ray_dir),
+        status="running",
+        invocation=invocation,
+    )
+    state.save(study_dir)
+    return tracker, launch, state
 
 
 def _plan_params(spec: StudySpec) -> dict[str, str]:
@@ -79,6 +142,11 @@ def summary(
         + (f" (at epochs {', '.join(map(str, pruned_at))})" if pruned_at else "")
         + f", {c['failed']} failed.",
     ]
+    if outcome.stopped_early:
+        lines.append(
+            f"Stopped early: the first {c['failed']} trials all failed, so the rest would too. "
+            "Fix the error below and run again."
+        )
     finished = [t for t in outcome.trials if t.status == "completed" and t.metric is not None]
     if finished:
         pick = max if spec.metric.goal == "maximize" else min

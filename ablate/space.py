@@ -62,6 +62,11 @@ def decode(params: dict[str, Any]) -> dict[str, Any]:
     return {k: _decode(v) for k, v in params.items()}
 
 
+def encode(value: Any) -> Any:
+    """A config value as Optuna stores it (lists become JSON strings)."""
+    return _encode(value)
+
+
 def _encode(value: Any) -> Any:
     if isinstance(value, _PRIMITIVE):
         return value

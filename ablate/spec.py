@@ -499,7 +499,7 @@ class _Checker:
                         self.check_runtime(spec, cfg, f"parameters.{param.key}")
                 except ConfigError as err:
                     key = "ablation" if param.key == VARIANT_KEY else f"parameters.{param.key}"
-                    self.add(key, f"value {value!r}: {err}")
+                    self.add(key, f"value {_thaw(value)!r}: {err}")
                     break
         epochs = base_cfg.train.epochs
         if spec.scheduler.max_epochs and spec.scheduler.max_epochs != epochs:
@@ -568,6 +568,10 @@ def _first_values(spec: StudySpec) -> dict[str, Any]:
 
 def _freeze(value: Any) -> Any:
     return tuple(_freeze(v) for v in value) if isinstance(value, list) else value
+
+
+def _thaw(value: Any) -> Any:
+    return [_thaw(v) for v in value] if isinstance(value, tuple) else value
 
 
 def _kind(value: Any) -> str:

@@ -8,6 +8,7 @@ epoch (one `report` per epoch) as the fidelity. Final MLflow statuses are writte
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from ray.tune.schedulers import (
 )
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
+from ray.tune.stopper import Stopper
 
 from ablate import space, trial
 from ablate.errors import Problem, SpecError
@@ -65,6 +67,7 @@ class TrialOutcome:
 @dataclass
 class StudyOutcome:
     trials: list[TrialOutcome] = field(default_factory=list)
+    stopped_early: bool = False  # every trial so far failed
 
     def count(self, status: str) -> int:
         return sum(t.status == status for t in self.trials)
@@ -97,48 +100,83 @@ def check_resources(spec: StudySpec) -> None:
         raise SpecError(problems)
 
 
+@dataclass
+class Prior:
+    """Configurations earlier invocations of this study finished (to extend it, not redo it).
+
+    With `rewards`, Optuna is warm-started with them as completed trials; without (new seeds),
+    they are evaluated again first, and the trials skip the (configuration, seed) cells that the
+    results table already holds.
+    """
+
+    configs: list[dict[str, Any]]
+    rewards: list[float] | None
+
+
+@dataclass
+class Launch:
+    """Where and how this invocation runs: a new Ray experiment, or the restore of one."""
+
+    ray_dir: Path  # <results>/<study>/ray/<experiment name>
+    restore: bool = False
+    prior: Prior | None = None
+    num_trials: int = 0  # 0 = the file's
+
+
 def run_study(
     spec: StudySpec,
     tracker: Tracker,
     study_dir: Path,
-    address: str | None = None,
+    launch: Launch,
     system_metrics: bool = False,
 ) -> StudyOutcome:
     epochs = spec.max_epochs()
+    guard = _StatusCallback(tracker, epochs, fail_limit=min(3, spec.num_trials))
+    trainable = tune.with_resources(
+        _make_trainable(spec, tracker, study_dir, system_metrics),
+        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+    )
+    if launch.restore:
+        tuner = tune.Tuner.restore(str(launch.ray_dir), trainable, resume_unfinished=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=_tune_config(spec, epochs, launch),
+            run_config=tune.RunConfig(
+                name=launch.ray_dir.name,
+                storage_path=str(launch.ray_dir.parent),
+                failure_config=tune.FailureConfig(max_failures=spec.retries),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                callbacks=[guard],
+                stop=guard,
+                verbose=1,
+            ),
+        )
+    grid = tuner.fit()
+    outcome = _outcome(grid, spec, guard.statuses, epochs)
+    outcome.stopped_early = guard.stop_all()
+    return outcome
+
+
+def _tune_config(spec: StudySpec, epochs: int, launch: Launch) -> tune.TuneConfig:
+    prior = launch.prior
     searcher = _NumberedOptunaSearch(
         space=space.to_distributions(spec.search_parameters()),
         sampler=space.make_sampler(spec),
         metric=spec.metric.name,
         mode=spec.metric.mode,
+        points_to_evaluate=prior.configs if prior else None,
+        evaluated_rewards=prior.rewards if prior else None,
     )
-    callback = _StatusCallback(tracker, epochs)
-    tuner = tune.Tuner(
-        tune.with_resources(
-            _make_trainable(spec, tracker, study_dir, system_metrics),
-            {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
-        ),
-        tune_config=tune.TuneConfig(
-            metric=spec.metric.name,
-            mode=spec.metric.mode,
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
-            scheduler=SCHEDULERS[spec.scheduler.type](spec.scheduler, epochs),
-            num_samples=spec.num_trials,
-            trial_name_creator=lambda t: trial_name(t.config.get(TRIAL_NUMBER)),
-            trial_dirname_creator=lambda t: (
-                f"{trial_name(t.config.get(TRIAL_NUMBER))}_{t.trial_id}"
-            ),
-        ),
-        run_config=tune.RunConfig(
-            name=spec.name,
-            storage_path=str((study_dir / "ray").resolve()),
-            failure_config=tune.FailureConfig(max_failures=spec.retries),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[callback],
-            verbose=1,
-        ),
+    return tune.TuneConfig(
+        metric=spec.metric.name,
+        mode=spec.metric.mode,
+        search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
+        scheduler=SCHEDULERS[spec.scheduler.type](spec.scheduler, epochs),
+        num_samples=launch.num_trials or spec.num_trials,
+        trial_name_creator=lambda t: trial_name(t.config.get(TRIAL_NUMBER)),
+        trial_dirname_creator=lambda t: f"{trial_name(t.config.get(TRIAL_NUMBER))}_{t.trial_id}",
     )
-    grid = tuner.fit()
-    return _outcome(grid, spec, callback.statuses)
 
 
 def _make_trainable(
@@ -197,13 +235,24 @@ class _NumberedOptunaSearch(OptunaSearch):
         return config
 
 
-class _StatusCallback(tune.Callback):
-    """Writes pruned/failed statuses to MLflow from the driver."""
+class _StatusCallback(tune.Callback, Stopper):
+    """Writes pruned/failed statuses to MLflow from the driver, and stops a study whose first
+    `fail_limit` trials all failed instead of burning the budget on a broken setup."""
 
-    def __init__(self, tracker: Tracker, epochs: int) -> None:
+    def __init__(self, tracker: Tracker, epochs: int, fail_limit: int) -> None:
         self.tracker = tracker
         self.epochs = epochs
+        self.fail_limit = fail_limit
         self.statuses: dict[str, str] = {}
+        self.reported = False
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        self.reported = True
+        return False
+
+    def stop_all(self) -> bool:
+        failed = sum(s == "failed" for s in self.statuses.values())
+        return not self.reported and failed >= self.fail_limit
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         epoch = int(trial.last_result.get(FIDELITY, 0))
@@ -228,31 +277,51 @@ class _StatusCallback(tune.Callback):
 def _error_text(trial: Any) -> str:
     path = getattr(trial, "error_file", None)
     if path and Path(path).is_file():
-        lines = Path(path).read_text(errors="replace").strip().splitlines()
-        return lines[-1] if lines else "unknown error"
+        return error_line(Path(path).read_text(errors="replace"))
     return "unknown error"
+
+
+def error_line(text: str) -> str:
+    """The line of a traceback that names the exception (`TrainingDiverged: loss became nan`)."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if re.match(r"^[\w.]+(Error|Exception|Diverged|Failed|Interrupt)\b", line):
+            return line
+    return lines[-1] if lines else "unknown error"
+
+
+def _status(ray_status: str | None, result: Any, reached: int, epochs: int) -> str:
+    if result.error or ray_status == "ERROR":
+        return "failed"
+    if ray_status != "TERMINATED":
+        return "unfinished"  # the study was interrupted while this trial ran or waited
+    return "completed" if reached >= epochs else "pruned"
 
 
 def _trial_id_from_path(path: str) -> str:
     return Path(path).name.rsplit("_", 1)[-1]  # trial_dirname_creator: t007_<trial_id>
 
 
-def _outcome(grid: Any, spec: StudySpec, statuses: dict[str, str]) -> StudyOutcome:
+def _outcome(grid: Any, spec: StudySpec, statuses: dict[str, str], epochs: int) -> StudyOutcome:
     outcome = StudyOutcome()
+    ray_status = {t.trial_id: t.status for t in grid._experiment_analysis.trials}
     for result in grid:
         metrics = result.metrics or {}
         config = dict(result.config or {})
         trial_id = metrics.get("trial_id") or _trial_id_from_path(result.path)
-        status = statuses.get(trial_id, "failed" if result.error else "completed")
+        reached = int(metrics.get(FIDELITY, 0))
+        status = statuses.get(trial_id) or _status(
+            ray_status.get(trial_id), result, reached, epochs
+        )
         outcome.trials.append(
             TrialOutcome(
                 trial_id=trial_id,
                 name=trial_name(config.pop(TRIAL_NUMBER, None)),
                 status=status,
-                epochs=int(metrics.get(FIDELITY, 0)),
+                epochs=reached,
                 params=space.decode(config),
                 metric=metrics.get(spec.metric.name),
-                error=str(result.error).splitlines()[-1] if result.error else "",
+                error=error_line(str(result.error)) if result.error else "",
             )
         )
     outcome.trials.sort(key=lambda t: t.name)

@@ -27,6 +27,8 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 ROLE = "ablate.role"  # study | trial | seed
 STATUS = "ablate.status"
 TRIAL_ID = "ablate.trial_id"
+TRIAL_KEY = "ablate.trial_key"  # hash of the resolved config: one trial run per configuration
+PARENT = MLFLOW_PARENT_RUN_ID
 MAX_PARAMS, MAX_METRICS = 100, 1000  # MLflow's per-request limits for log_batch
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # UI opens on the runs
 RUN_STATUS = {"completed": "FINISHED", "pruned": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
@@ -47,7 +49,7 @@ class Tracker:
 
     @property
     def client(self) -> MlflowClient:
-        return MlflowClient(tracking_uri=self.uri)
+        return _PatientClient(MlflowClient(tracking_uri=self.uri))  # type: ignore[return-value]
 
     # ---- study ------------------------------------------------------------------------------
     def start_study(
@@ -121,6 +123,9 @@ class Tracker:
             path.write_bytes(data)
             self.client.log_artifact(run_id, str(path))
 
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
     def reopen(self, run_id: str) -> None:
         """Mark a run RUNNING again (a trial resumed after a pause, restart or driver kill)."""
         run = self.client.get_run(run_id)
@@ -163,11 +168,63 @@ class Tracker:
             max_results=1000,
         )
 
+    def runs_of_config(self, trial_key: str) -> list[Any]:
+        """The trial run(s) and seed runs of one configuration, in any invocation of the study."""
+        return self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{TRIAL_KEY}` = '{trial_key}'",
+            max_results=1000,
+        )
+
+    def close_orphans(self, status_by_trial: Mapping[str, str]) -> int:
+        """Terminate runs of this study left RUNNING (a killed driver or worker); returns how
+        many. A run takes its trial's final status, or `killed` when the trial did not end."""
+        closed = 0
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=5000
+        )
+        for run in runs:
+            if run.data.tags.get(ROLE) not in ("trial", "seed"):
+                continue
+            status = status_by_trial.get(run.data.tags.get(TRIAL_ID, ""), "killed")
+            self.finish_run(run.info.run_id, status if status in RUN_STATUS else "killed")
+            closed += 1
+        return closed
+
     def children(self, parent_id: str, role: str | None = None) -> list[Any]:
         flt = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_id}'"
         if role:
             flt += f" and tags.`{ROLE}` = '{role}'"
         return self.client.search_runs([self.experiment_id], filter_string=flt, max_results=5000)
+
+
+class _PatientClient:
+    """MlflowClient whose calls are retried with backoff: concurrent trials writing one SQLite
+    store race (e.g. two seeds logging the same dataset), and servers blink."""
+
+    ATTEMPTS, FIRST_DELAY = 5, 0.5
+
+    def __init__(self, client: MlflowClient) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+        if not callable(method):
+            return method
+
+        def patient(*args: Any, **kwargs: Any) -> Any:
+            delay = self.FIRST_DELAY
+            for attempt in range(self.ATTEMPTS):
+                try:
+                    return method(*args, **kwargs)
+                except Exception:
+                    if attempt == self.ATTEMPTS - 1:
+                        raise
+                    time.sleep(delay)
+                    delay *= 2
+            raise AssertionError("unreachable")
+
+        return patient
 
 
 def run_name(trial_name: str, params: Mapping[str, Any]) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 import trainers
 from ablate import config, results, space
 from ablate.spec import StudySpec
-from ablate.tracking import TRIAL_ID, Tracker, run_name
+from ablate.tracking import PARENT, ROLE, TRIAL_ID, TRIAL_KEY, Tracker, run_name
 from trainers.backbone import Backbone
 from trainers.backbone import load as load_backbone
 from trainers.data import Task, load_task, sample_few_shot
@@ -77,7 +77,11 @@ def run(
 
 
 class _Trial:
-    """One configuration: its MLflow runs, its rows, and its lockstep training of the seeds."""
+    """One configuration: its MLflow runs, its rows, and its lockstep training of the seeds.
+
+    Cells (configuration x seed) that the results table already holds to the last epoch, from an
+    earlier invocation of the study, are reused instead of trained again.
+    """
 
     def __init__(
         self,
@@ -90,78 +94,101 @@ class _Trial:
         self.spec, self.cfg, self.values, self.key, self.ctx = spec, cfg, values, key, ctx
         self.tracker = ctx.tracker
         self.trial_run = ""
-        self.seed_runs: list[str] = []
+        self.seed_runs: dict[int, str] = {}
         self.rows: list[dict[str, Any]] = []
+        self.reused: dict[int, list[dict[str, Any]]] = {}
+
+    @property
+    def fresh_seeds(self) -> list[int]:
+        return [s for s in self.spec.seeds if s not in self.reused]
 
     def open_runs(self, resume: dict[str, Any] | None) -> None:
-        """The trial's MLflow run and one nested run per seed: new, or the ones of a restart."""
+        """The trial's MLflow run and one nested run per seed: the ones this configuration
+        already has (restart, resume, extension), else new ones."""
         if resume is not None:
             self.trial_run, self.seed_runs = resume["trial_run"], resume["seed_runs"]
-            self.rows = list(resume["rows"])
-        elif not self._reuse_runs():
-            self._start_runs()
-        for run_id in (self.trial_run, *self.seed_runs):
+            self.rows, self.reused = list(resume["rows"]), resume["reused"]
+        else:
+            self.reused = results.finished_cells(
+                self.ctx.study_dir, self.key, self.cfg.train.epochs
+            )
+            self._find_or_start_runs()
+        for run_id in (self.trial_run, *(self.seed_runs[s] for s in self.fresh_seeds)):
             self.tracker.reopen(run_id)
 
-    def _reuse_runs(self) -> bool:
-        """A trial restarted from scratch (no checkpoint yet) keeps the runs it already has."""
-        runs = self.tracker.runs_of_trial(self.ctx.trial_id)
-        trial = [r.info.run_id for r in runs if r.data.tags.get("ablate.role") == "trial"]
-        seeds = {
-            int(r.data.params["seed"]): r.info.run_id
-            for r in runs
-            if r.data.tags.get("ablate.role") == "seed"
-        }
-        if len(trial) != 1 or set(seeds) != set(self.spec.seeds):
-            return False
-        self.trial_run, self.seed_runs = trial[0], [seeds[s] for s in self.spec.seeds]
-        return True
-
-    def _start_runs(self) -> None:
+    def _find_or_start_runs(self) -> None:
         flat = config.to_flat_dict(self.cfg)
         flat.pop("seed")
-        tags = {TRIAL_ID: self.ctx.trial_id, "ablate.trial_key": self.key}
-        name = run_name(self.ctx.trial_name, self.values)
-        parent = self.tracker.parent_run_id
-        self.trial_run = self.tracker.start_run(parent, name, "trial", flat | self.values, tags)
-        self.tracker.log_text(self.trial_run, config.to_yaml(self.cfg), "config.yaml")
-        self.seed_runs = [
-            self.tracker.start_run(
-                self.trial_run, f"{self.ctx.trial_name} seed={s}", "seed", flat | {"seed": s}, tags
-            )
-            for s in self.spec.seeds
-        ]
+        tags = {TRIAL_ID: self.ctx.trial_id, TRIAL_KEY: self.key}
+        runs = self.tracker.runs_of_config(self.key)
+        trials = [r.info.run_id for r in runs if r.data.tags.get(ROLE) == "trial"]
+        if trials:
+            self.trial_run = trials[0]
+        else:
+            name = run_name(self.ctx.trial_name, self.values)
+            parent = self.tracker.parent_run_id
+            self.trial_run = self.tracker.start_run(parent, name, "trial", flat | self.values, tags)
+            self.tracker.log_text(self.trial_run, config.to_yaml(self.cfg), "config.yaml")
+        self.seed_runs = {
+            int(r.data.params["seed"]): r.info.run_id
+            for r in runs
+            if r.data.tags.get(ROLE) == "seed" and r.data.tags.get(PARENT) == self.trial_run
+        }
+        for run_id in (self.trial_run, *self.seed_runs.values()):
+            self.tracker.set_tags(run_id, {TRIAL_ID: self.ctx.trial_id})  # the current Ray trial
+        for seed in self.spec.seeds:
+            if seed not in self.seed_runs:
+                name = f"{self.ctx.trial_name} seed={seed}"
+                params = flat | {"seed": seed}
+                self.seed_runs[seed] = self.tracker.start_run(
+                    self.trial_run, name, "seed", params, tags
+                )
 
     def train(self, report: Report, resume: dict[str, Any] | None) -> None:
-        device = resolve_device(self.cfg.train.device)
-        backbone = load_backbone(self.cfg.backbone, device)  # loaded once, shared by every seed
-        task = load_task(self.cfg.dataset)
-        if resume is None:
-            self._log_datasets(task)
-        states = resume["seeds"] if resume else [None] * len(self.spec.seeds)
+        fresh = self.fresh_seeds
+        backbone = task = None
+        if fresh:
+            device = resolve_device(self.cfg.train.device)
+            backbone = load_backbone(self.cfg.backbone, device)  # shared by every seed
+            task = load_task(self.cfg.dataset)
+            if resume is None:
+                self._log_datasets(task, fresh)
+        states = resume["seeds"] if resume else [None] * len(fresh)
         fits = [
             trainers.fit(self.cfg.with_seed(s), backbone, task, resume=state)
-            for s, state in zip(self.spec.seeds, states)
+            for s, state in zip(fresh, states)
         ]
+        first = resume["epoch"] + 1 if resume else 1
         start = time.monotonic() - (self.rows[-1]["wall_s"] if self.rows else 0.0)
-        for per_seed in zip(*fits):
-            mean = seed_mean([m.metrics for m in per_seed])
-            self._record(list(per_seed), mean, backbone, time.monotonic() - start)
+        for epoch in range(first, self.cfg.train.epochs + 1):
+            per_seed = [next(f) for f in fits]
+            by_seed = {s: m.metrics for s, m in zip(fresh, per_seed)}
+            by_seed |= {s: _metrics_of(rows[epoch - 1]) for s, rows in self.reused.items()}
+            mean = seed_mean([by_seed[s] for s in self.spec.seeds])
+            self._record(epoch, per_seed, mean, backbone, time.monotonic() - start)
             state = {
+                "epoch": epoch,
                 "trial_run": self.trial_run,
                 "seed_runs": self.seed_runs,
                 "rows": self.rows,
+                "reused": self.reused,
                 "seeds": [m.state() for m in per_seed],
             }
-            report(mean | {"epoch": per_seed[0].epoch}, state)
+            report(mean | {"epoch": epoch}, state)
 
     def _record(
-        self, per_seed: list[EpochMetrics], mean: dict[str, float], backbone: Backbone, wall: float
+        self,
+        epoch: int,
+        per_seed: list[EpochMetrics],
+        mean: dict[str, float],
+        backbone: Backbone | None,
+        wall: float,
     ) -> None:
         """Everything about one epoch, written before the scheduler may stop the trial."""
-        epoch, tracker = per_seed[0].epoch, self.tracker
+        tracker = self.tracker
         last = epoch == self.cfg.train.epochs
-        for run_id, m in zip(self.seed_runs, per_seed):
+        for seed, m in zip(self.fresh_seeds, per_seed):
+            run_id = self.seed_runs[seed]
             tracker.log_metrics(run_id, m.metrics, step=epoch)
             tracker.log_bytes(run_id, "prompts.pt", _tensors_bytes(m.method.prompt_tensors()))
             readable = json.dumps(describe_prompts(m.method, backbone), indent=1)
@@ -170,21 +197,24 @@ class _Trial:
         status = "completed" if last else "running"
         self.rows += [
             self._row(seed, epoch, wall, status, m.metrics)
-            for seed, m in zip(self.spec.seeds, per_seed)
+            for seed, m in zip(self.fresh_seeds, per_seed)
         ]
-        results.write_part(self.rows, self.ctx.study_dir, self.ctx.trial_id)
+        if self.rows:
+            results.write_part(self.rows, self.ctx.study_dir, self.ctx.trial_id)
         if last:
-            for run_id in (self.trial_run, *self.seed_runs):
+            for run_id in (self.trial_run, *(self.seed_runs[s] for s in self.fresh_seeds)):
                 tracker.finish_run(run_id, "completed", {"ablate.stopped_epoch": str(epoch)})
 
-    def _log_datasets(self, task: Task) -> None:
+    def _log_datasets(self, task: Task, seeds: list[int]) -> None:
         """The few-shot images each seed trains on, as an MLflow dataset input (with digest)."""
         d = self.cfg.dataset
-        for seed, run_id in zip(self.spec.seeds, self.seed_runs):
+        for seed in seeds:
             index = sample_few_shot(task.train.labels, task.base_classes, d.shots, seed)
             digest = hashlib.sha256(index.numpy().tobytes()).hexdigest()[:16]
             name = f"{d.name}-{d.shots}shot-seed{seed}"
-            self.tracker.log_dataset(run_id, name, digest, d.root or d.name, len(index))
+            self.tracker.log_dataset(
+                self.seed_runs[seed], name, digest, d.root or d.name, len(index)
+            )
 
     def _row(
         self, seed: int, epoch: int, wall: float, status: str, metrics: dict[str, float]
@@ -207,9 +237,15 @@ class _Trial:
         """Mark the trial's runs failed with the error and its traceback (error.txt)."""
         text = traceback.format_exc()
         error = f"{type(err).__name__}: {err}"[:4000]
-        for run_id in (self.trial_run, *self.seed_runs):
+        fresh = [self.seed_runs[s] for s in self.fresh_seeds if s in self.seed_runs]
+        for run_id in filter(None, (self.trial_run, *fresh)):
             self.tracker.log_text(run_id, text, "error.txt")
             self.tracker.finish_run(run_id, "failed", {"ablate.error": error})
+
+
+def _metrics_of(row: dict[str, Any]) -> dict[str, float]:
+    """The metric columns of a results row (their names have a slash: val/hm, train/loss)."""
+    return {k: v for k, v in row.items() if "/" in k and v is not None}
 
 
 def seed_mean(per_seed: list[dict[str, float]]) -> dict[str, float]:

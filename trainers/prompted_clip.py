@@ -39,6 +39,7 @@ class PromptedCLIP(nn.Module):
         self.method = method
         self.template = template
         self._class_cache: dict[tuple[str, ...], ClassTokens] = {}
+        self._template_cache: dict[tuple[str, ...], Tensor] = {}
 
     def train(self, mode: bool = True) -> PromptedCLIP:
         self.method.train(mode)
@@ -56,6 +57,16 @@ class PromptedCLIP(nn.Module):
             emb = self.clip.token_embedding(ids[:, :length])
             self._class_cache[key] = ClassTokens(sos=emb[:, :1], rest=emb[:, 1:], eot=eot - 1)
         return self._class_cache[key]
+
+    @torch.no_grad()
+    def template_features(self, classnames: Sequence[str]) -> Tensor:
+        """Normalised zero-shot text features (C, D) of the hand-written template, cached."""
+        key = tuple(classnames)
+        if key not in self._template_cache:
+            ids = self.tokenizer([self.template.format(name) for name in classnames])
+            features = self.clip.encode_text(ids.to(self._device))
+            self._template_cache[key] = F.normalize(features, dim=-1)
+        return self._template_cache[key]
 
     @property
     def _device(self) -> torch.device:
@@ -84,11 +95,15 @@ class PromptedCLIP(nn.Module):
         if self.method.needs_image:
             with torch.no_grad():
                 cond.image_features = F.normalize(self.clip.encode_image(images), dim=-1)
+        if self.method.needs_class_features:
+            cond.class_features = self.template_features(classnames)
         return cond
 
     def text_features(self, classnames: Sequence[str], batch_size: int = 1) -> Tensor:
         """Normalised class embeddings (C, D) for a plan that does not depend on the images."""
         cond = Conditioning(batch_size=batch_size)
+        if self.method.needs_class_features:
+            cond.class_features = self.template_features(classnames)
         return self.encode_text(self.method.plan(cond), classnames, cond)
 
     def encode_text(

@@ -23,23 +23,50 @@ CLASSES = ["zero", "one", "two", "three", "four"]
 
 def paper_param_count(name: str, cfg, dims) -> int:
     """Trainable parameters of each method as its paper counts them."""
-    dt, dv = dims.text_width, dims.vision_width
+    dt, dv, d = dims.text_width, dims.vision_width, dims.embed_dim
+    coupling = dt * dv + dv  # one linear map text width -> vision width
+
+    def mudpt() -> int:
+        h = cfg.injection_width or dt
+        maps = (dt * h + h) + (dv * h + h) + (h * dv + dv) + cfg.bidirectional * (h * dt + dt)
+        attention = cfg.injection_layers * (4 * h * h + 4 * h)
+        return cfg.injection_depth * cfg.prompt_length * (dt + dv) + maps + attention
+
+    def mope() -> int:
+        static = cfg.static_prompt * cfg.static_length * dv
+        dynamic = cfg.dynamic_prompt * (
+            cfg.num_experts * cfg.prompt_length * dv + d * cfg.num_experts + cfg.num_experts
+        )
+        mapped = cfg.mapped_prompt * (d * cfg.mapped_length * dv + cfg.mapped_length * dv)
+        return cfg.prompt_depth * (static + dynamic + mapped)
+
+    def mpl() -> int:
+        adds = [add for add, _ in cfg.steps()]
+        return sum(adds) * dt + sum(1 for add in adds if add) * coupling
+
     counts = {
         "zeroshot": lambda: 0,
         "coop": lambda: cfg.prompt_length * dt,
-        "maple": lambda: (
-            cfg.prompt_depth * cfg.prompt_length * dt + cfg.prompt_depth * (dt * dv + dv)
-        ),
+        "maple": lambda: cfg.prompt_depth * cfg.prompt_length * dt + cfg.prompt_depth * coupling,
+        "mope": mope,
+        "mpl": mpl,
+        "mudpt": mudpt,
+        "pmpo": lambda: cfg.num_prompts * cfg.prompt_length * dt + cfg.depth * coupling,
     }
     return counts[name]()
+
+
+DEPTH_KNOBS = ("prompt_depth", "depth", "injection_depth")
 
 
 def small_config(name: str, dims):
     """Paper defaults, shrunk where they exceed the tiny backbone."""
     cfg = trainers.get_method(name).Config()
-    if hasattr(cfg, "prompt_depth"):
-        cfg = dataclasses.replace(cfg, prompt_depth=min(cfg.prompt_depth, dims.text_layers))
-    return cfg
+    layers = min(dims.text_layers, dims.vision_layers)
+    shrink = {k: min(getattr(cfg, k), layers) for k in DEPTH_KNOBS if hasattr(cfg, k)}
+    if hasattr(cfg, "num_prompts"):  # PMPO: every prompt needs one of the layers
+        shrink["num_prompts"] = min(cfg.num_prompts, layers)
+    return dataclasses.replace(cfg, **shrink)
 
 
 def build(backbone, cfg, seed: int = 0) -> PromptedCLIP:
@@ -47,6 +74,16 @@ def build(backbone, cfg, seed: int = 0) -> PromptedCLIP:
     cls = trainers.method_for_config(cfg)
     method = cls(cfg, backbone.dims, word_embedder(backbone, torch.device("cpu")))
     return PromptedCLIP(backbone, method, TEMPLATE)
+
+
+def conditioning(method, dims, batch_size: int) -> trainers.methods.Conditioning:
+    """What the engine would fill in for `method` (random features of the right shapes)."""
+    cond = trainers.methods.Conditioning(batch_size=batch_size)
+    if method.needs_image:
+        cond.image_features = F.normalize(torch.randn(batch_size, dims.embed_dim), dim=-1)
+    if method.needs_class_features:
+        cond.class_features = F.normalize(torch.randn(len(CLASSES), dims.embed_dim), dim=-1)
+    return cond
 
 
 def images(backbone, n: int = 4) -> torch.Tensor:
@@ -108,7 +145,8 @@ def test_gradients_reach_every_prompt_parameter(tiny_backbone, method_name):
 def test_plan_fits_the_backbone(tiny_backbone, method_name):
     cfg = small_config(method_name, tiny_backbone.dims)
     assert cfg.check(tiny_backbone.dims) == []
-    plan = build(tiny_backbone, cfg).method.plan(trainers.methods.Conditioning(batch_size=2))
+    method = build(tiny_backbone, cfg).method
+    plan = method.plan(conditioning(method, tiny_backbone.dims, batch_size=2))
     assert all(0 <= layer < tiny_backbone.dims.text_layers for layer in plan.text)
     assert all(0 <= layer < tiny_backbone.dims.vision_layers for layer in plan.vision)
 
@@ -166,3 +204,18 @@ def test_method_config_validation_names_the_key(tiny_backbone):
 def test_open_clip_model_is_not_modified(tiny_backbone):
     assert type(tiny_backbone.model) is open_clip.CLIP
     assert tiny_backbone.model.transformer.batch_first
+
+
+def test_widths_and_depths_come_from_the_backbone(uneven_backbone, method_name):
+    """On a backbone where d_t, d_v, D and the depths all differ: count, forward, backward."""
+    dims = uneven_backbone.dims
+    cfg = small_config(method_name, dims)
+    model = build(uneven_backbone, cfg)
+    assert sum(p.numel() for p in model.method.parameters()) == paper_param_count(
+        method_name, cfg, dims
+    )
+    logits, _ = model(images(uneven_backbone), CLASSES)
+    assert logits.shape == (4, len(CLASSES))
+    if list(model.method.parameters()):
+        F.cross_entropy(logits, torch.tensor([0, 1, 2, 3])).backward()
+        assert all(p.grad is not None for p in model.method.parameters())

@@ -68,7 +68,7 @@ class Conditioning:
 
     batch_size: int
     image_features: Tensor | None = None  # (B, D) zero-shot image features, if `needs_image`
-    class_features: Tensor | None = None  # (C, D) hand-written template text features
+    class_features: Tensor | None = None  # (C, D) template text features, if `needs_class_features`
 
 
 class PromptMethod(nn.Module):
@@ -86,6 +86,7 @@ class PromptMethod(nn.Module):
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     name: ClassVar[str] = ""
     needs_image: ClassVar[bool] = False  # engine fills Conditioning.image_features
+    needs_class_features: ClassVar[bool] = False  # engine fills Conditioning.class_features
 
     def __init__(self, cfg: MethodConfig, dims: Dims, embed_words: EmbedWords) -> None:
         super().__init__()

@@ -1,0 +1,119 @@
+"""A study's memory across invocations: resume an interrupted one, extend a finished one.
+
+`results/<study>/study.json` records the MLflow parent run, the Ray experiment folder and the
+file's hash. Running `ablate search FILE` again then:
+- resumes the Ray experiment when the last invocation did not finish (driver killed, machine
+  rebooted, Ctrl-C) and the file is unchanged: finished trials stay, unfinished ones continue
+  from their last epoch, the searcher's state is kept, the same MLflow runs are continued;
+- says there is nothing to do when it finished and the file is unchanged;
+- extends the study when the file changed (more trials, more seeds): a new Ray experiment whose
+  searcher is warm-started with the finished configurations, while every (configuration, seed)
+  cell the results table already holds is reused instead of trained again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ablate import results, space
+from ablate.spec import StudySpec
+from ablate.study import Launch, Prior
+
+STATE_FILE = "study.json"
+
+
+@dataclass
+class StudyState:
+    spec_sha256: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    ray_dir: str
+    status: str  # running | finished | interrupted
+    invocation: int = 1
+
+    def save(self, study_dir: Path) -> None:
+        tmp = study_dir / f".tmp-{uuid.uuid4().hex}"
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        os.replace(tmp, study_dir / STATE_FILE)
+
+
+def load_state(study_dir: Path) -> StudyState | None:
+    path = study_dir / STATE_FILE
+    if not path.exists():
+        return None
+    try:
+        return StudyState(**json.loads(path.read_text()))
+    except (ValueError, TypeError):
+        print(f"ablate: ignoring unreadable {path}; starting the study afresh")
+        return None
+
+
+def decide(spec: StudySpec, state: StudyState | None, uri: str, study_dir: Path) -> str:
+    """new | resume | done | extend."""
+    if state is None or state.tracking_uri != uri:
+        return "extend" if _has_results(study_dir) else "new"
+    same_file = state.spec_sha256 == spec.sha256
+    if same_file and state.status != "finished" and _can_restore(Path(state.ray_dir)):
+        return "resume"
+    if same_file and state.status == "finished":
+        return "done"
+    return "extend"
+
+
+def _can_restore(ray_dir: Path) -> bool:
+    from ray import tune
+
+    return ray_dir.exists() and tune.Tuner.can_restore(str(ray_dir))
+
+
+def _has_results(study_dir: Path) -> bool:
+    return (study_dir / results.RESULTS_FILE).exists() or any(study_dir.glob("parts/*.parquet"))
+
+
+def extension(spec: StudySpec, study_dir: Path, invocation: int) -> Launch:
+    """A new Ray experiment that continues from what the results table holds."""
+    ray_dir = study_dir / "ray" / f"{spec.name}-{invocation}"
+    if spec.search.algorithm == "grid":
+        return Launch(ray_dir)  # the grid runs again; finished cells are reused, not retrained
+    finished = finished_configs(spec, study_dir)
+    if not finished:
+        return Launch(ray_dir)
+    configs = [params for params, _, _ in finished]
+    if all(set(spec.seeds) <= seeds for _, seeds, _ in finished):
+        rewards = [reward for _, _, reward in finished]
+        remaining = max(0, spec.num_trials - len(configs))
+        return Launch(ray_dir, prior=Prior(configs, rewards), num_trials=remaining)
+    return Launch(
+        ray_dir, prior=Prior(configs, None), num_trials=max(spec.num_trials, len(configs))
+    )
+
+
+def finished_configs(
+    spec: StudySpec, study_dir: Path
+) -> list[tuple[dict[str, Any], set[int], float]]:
+    """(sampled params, seeds done, seed-mean metric at the last epoch) per finished config."""
+    table = results.read_all(study_dir)
+    if table is None:
+        return []
+    keys = [p.key for p in spec.search_parameters()]
+    rows = [r for r in table.to_pylist() if r["status"] in ("completed", "pruned")]
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if all(k in row for k in keys):
+            by_key.setdefault(row["trial_key"], []).append(row)
+    out = []
+    for group in by_key.values():
+        last = max(r["epoch"] for r in group)
+        final = [r for r in group if r["epoch"] == last and r.get(spec.metric.name) is not None]
+        if not final:
+            continue
+        params = {k: space.encode(results.uncell(final[0][k])) for k in keys}
+        reward = sum(r[spec.metric.name] for r in final) / len(final)
+        out.append((params, {r["seed"] for r in final}, reward))
+    return out
