@@ -79,19 +79,17 @@ def _has_results(study_dir: Path) -> bool:
 def extension(spec: StudySpec, study_dir: Path, invocation: int) -> Launch:
     """A new Ray experiment that continues from what the results table holds."""
     ray_dir = study_dir / "ray" / f"{spec.name}-{invocation}"
-    if spec.search.algorithm == "grid":
-        return Launch(ray_dir)  # the grid runs again; finished cells are reused, not retrained
     finished = finished_configs(spec, study_dir)
-    if not finished:
-        return Launch(ray_dir)
+    if spec.search.algorithm == "grid" or not finished:
+        # the grid runs again: finished cells are reused, not retrained
+        return Launch(ray_dir, invocation=invocation)
     configs = [params for params, _, _ in finished]
     if all(set(spec.seeds) <= seeds for _, seeds, _ in finished):
-        rewards = [reward for _, _, reward in finished]
-        remaining = max(0, spec.num_trials - len(configs))
-        return Launch(ray_dir, prior=Prior(configs, rewards), num_trials=remaining)
-    return Launch(
-        ray_dir, prior=Prior(configs, None), num_trials=max(spec.num_trials, len(configs))
-    )
+        prior = Prior(configs, [reward for _, _, reward in finished])
+        remaining = spec.num_trials - len(configs)
+        return Launch(ray_dir, prior=prior, num_trials=remaining, invocation=invocation)
+    trials = max(spec.num_trials, len(configs))
+    return Launch(ray_dir, prior=Prior(configs, None), num_trials=trials, invocation=invocation)
 
 
 def finished_configs(

@@ -35,6 +35,12 @@ def run_search(
         return 0
     study_dir.mkdir(parents=True, exist_ok=True)
     tracker, launch, state = _prepare(spec, mode, state, uri, study_dir, plan)
+    if launch.num_trials is not None and launch.num_trials <= 0:
+        state.status = "finished"
+        state.save(study_dir)
+        tracker.finish_study({}, status="completed")
+        print(f"ablate: all {spec.num_trials} configurations of {spec.name!r} already finished.")
+        return 0
     try:
         outcome = study.run_study(spec, tracker, study_dir, launch, system_metrics)
     except KeyboardInterrupt:

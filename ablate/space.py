@@ -41,9 +41,13 @@ def _distribution(p: Parameter) -> BaseDistribution:
     return FloatDistribution(p.min, p.max)
 
 
-def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
-    """tpe (default), random, or grid over every combination of `values`."""
-    seed = spec.search.seed
+def make_sampler(spec: StudySpec, invocation: int = 1) -> optuna.samplers.BaseSampler:
+    """tpe (default), random, or grid over every combination of `values`.
+
+    Each invocation of a study (an extension) draws from its own stream, so it does not propose
+    again the configurations the earlier invocations drew.
+    """
+    seed = spec.search.seed + invocation - 1
     if spec.search.algorithm == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if spec.search.algorithm == "grid":

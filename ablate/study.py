@@ -120,7 +120,8 @@ class Launch:
     ray_dir: Path  # <results>/<study>/ray/<experiment name>
     restore: bool = False
     prior: Prior | None = None
-    num_trials: int = 0  # 0 = the file's
+    num_trials: int | None = None  # None = the file's
+    invocation: int = 1  # how many times `ablate search` started this study, this one included
 
 
 def run_study(
@@ -162,7 +163,7 @@ def _tune_config(spec: StudySpec, epochs: int, launch: Launch) -> tune.TuneConfi
     prior = launch.prior
     searcher = _NumberedOptunaSearch(
         space=space.to_distributions(spec.search_parameters()),
-        sampler=space.make_sampler(spec),
+        sampler=space.make_sampler(spec, launch.invocation),
         metric=spec.metric.name,
         mode=spec.metric.mode,
         points_to_evaluate=prior.configs if prior else None,
@@ -173,7 +174,7 @@ def _tune_config(spec: StudySpec, epochs: int, launch: Launch) -> tune.TuneConfi
         mode=spec.metric.mode,
         search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
         scheduler=SCHEDULERS[spec.scheduler.type](spec.scheduler, epochs),
-        num_samples=launch.num_trials or spec.num_trials,
+        num_samples=spec.num_trials if launch.num_trials is None else launch.num_trials,
         trial_name_creator=lambda t: trial_name(t.config.get(TRIAL_NUMBER)),
         trial_dirname_creator=lambda t: f"{trial_name(t.config.get(TRIAL_NUMBER))}_{t.trial_id}",
     )

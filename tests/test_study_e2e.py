@@ -65,7 +65,7 @@ def test_failed_trial_is_recorded_and_the_grid_goes_on(ray_local, in_tmp, capsys
     spec.write_text(
         "name: fails\nmethod: coop\n"
         "base: {train.epochs: 2, dataset.shots: 2, optim.warmup_epochs: 0}\n"
-        "parameters: {optim.lr: {values: [0.05, 1.0e+30]}}\n"
+        "parameters: {optim.lr: {values: [0.05, .inf]}}\n"
         "seeds: [1]\nsearch: {algorithm: grid, max_concurrent: 2}\nscheduler: {type: none}\n"
     )
     assert main(["search", str(spec)]) == 0

@@ -1,0 +1,115 @@
+"""Nothing lost: a killed study resumes, a finished one extends, a broken one stops early."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from mlflow.tracking import MlflowClient
+
+from ablate.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def study_file(folder: Path, trials: int, seeds: str, epochs: int = 3, name: str = "nl") -> Path:
+    path = folder / "study.yaml"
+    path.write_text(
+        f"name: {name}\nmethod: coop\n"
+        f"base: {{train.epochs: {epochs}, dataset.shots: 4, optim.warmup_epochs: 0}}\n"
+        "parameters:\n"
+        "  optim.lr: {distribution: log_uniform_values, min: 0.001, max: 0.1}\n"
+        "  method.prompt_length: {values: [2, 4]}\n"
+        f"seeds: {seeds}\nsearch: {{algorithm: random, trials: {trials}, max_concurrent: 2}}\n"
+        "scheduler: {type: none}\n"
+    )
+    return path
+
+
+def runs_by_role(folder: Path, name: str = "nl") -> dict[str, list]:
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(name)
+    out: dict[str, list] = {"study": [], "trial": [], "seed": []}
+    for run in client.search_runs([experiment.experiment_id], max_results=5000):
+        out[run.data.tags["ablate.role"]].append(run)
+    return out
+
+
+def assert_nothing_lost(folder: Path, trials: int, seeds: int, epochs: int, name: str = "nl"):
+    runs = runs_by_role(folder, name)
+    assert len(runs["trial"]) == trials
+    assert len(runs["seed"]) == trials * seeds
+    assert not [r for rs in runs.values() for r in rs if r.info.status == "RUNNING"]
+    rows = pq.read_table(folder / f"results/{name}/results.parquet").to_pylist()
+    cells = [(r["trial_key"], r["seed"], r["epoch"]) for r in rows]
+    assert len(cells) == len(set(cells)) == trials * seeds * epochs
+    return runs, rows
+
+
+def test_a_killed_study_resumes_without_duplicates_or_losses(tmp_path):
+    spec = study_file(tmp_path, trials=4, seeds="[1, 2]", epochs=6)
+    command = [sys.executable, "-m", "ablate.cli", "search", str(spec)]
+    env = os.environ | {"RAY_DEDUP_LOGS": "0"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    driver = subprocess.Popen(
+        command, cwd=tmp_path, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    parts = tmp_path / "results/nl/parts"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (parts.exists() and any(parts.iterdir())):
+        time.sleep(0.2)
+    assert parts.exists(), "the study never wrote a result"
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and its local Ray: a crashed machine
+    driver.wait()
+    assert not (tmp_path / "results/nl/results.parquet").exists(), "killed too late to test"
+
+    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "resuming the interrupted study 'nl'" in again.stdout
+    runs, _ = assert_nothing_lost(tmp_path, trials=4, seeds=2, epochs=6)
+    assert len(runs["study"]) == 1  # the same parent run, continued
+    assert {r.data.tags["ablate.status"] for r in runs["trial"]} == {"completed"}
+
+
+def test_a_finished_study_extends_with_more_trials_and_seeds(ray_local, in_tmp, capsys):
+    spec = study_file(in_tmp, trials=2, seeds="[1]")
+    assert main(["search", str(spec)]) == 0
+    assert_nothing_lost(in_tmp, trials=2, seeds=1, epochs=3)
+    assert main(["search", str(spec)]) == 0
+    assert "already finished" in capsys.readouterr().out
+
+    study_file(in_tmp, trials=3, seeds="[1]")  # one more configuration
+    assert main(["search", str(spec)]) == 0
+    assert "2 finished configurations reused" in capsys.readouterr().out
+    assert_nothing_lost(in_tmp, trials=3, seeds=1, epochs=3)
+
+    study_file(in_tmp, trials=3, seeds="[1, 2]")  # one more seed for every configuration
+    before = {r["trial_key"]: r["wall_s"] for r in pq.read_table(
+        in_tmp / "results/nl/results.parquet").to_pylist() if r["seed"] == 1}  # fmt: skip
+    assert main(["search", str(spec)]) == 0
+    _, rows = assert_nothing_lost(in_tmp, trials=3, seeds=2, epochs=3)
+    after = {r["trial_key"]: r["wall_s"] for r in rows if r["seed"] == 1}
+    assert after == before  # seed 1 cells were reused, not trained again
+
+
+def test_a_study_whose_trials_all_fail_stops_early(ray_local, in_tmp, capsys):
+    (in_tmp / "weights.pt").write_bytes(b"not a checkpoint")  # exists, so it validates
+    spec = in_tmp / "broken.yaml"
+    spec.write_text(
+        "name: broken\nmethod: coop\n"
+        f"base: {{train.epochs: 2, backbone.pretrained: {in_tmp / 'weights.pt'}}}\n"
+        "parameters: {optim.lr: {distribution: uniform, min: 0.001, max: 0.1}}\n"
+        "search: {algorithm: random, trials: 8, max_concurrent: 1}\nscheduler: {type: none}\n"
+    )
+    assert main(["search", str(spec)]) == 1
+    out = capsys.readouterr().out
+    assert "Stopped early" in out and "BackboneError" in out
+    runs = runs_by_role(in_tmp, "broken")
+    assert 3 <= len(runs["trial"]) < 8
