@@ -110,6 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
     ui.set_defaults(func=cmd_ui)
 
+    sync = commands.add_parser(
+        "sync",
+        help="deliver MLflow calls a study spooled while the tracking server was unreachable",
+        description="While MLflow is unreachable, trials keep training and their tracking calls "
+        "wait in RESULTS_DIR/STUDY/mlflow-spool/ (the Parquet table has every metric either "
+        "way). This delivers them, in order, once the server is back.",
+    )
+    sync.add_argument("study", help="study name (its folder under --results-dir)")
+    sync.add_argument("--results-dir", default="results", type=Path, help="default: ./results")
+    sync.add_argument("--tracking-uri", help="default: the URI the study was run with")
+    sync.set_defaults(func=cmd_sync)
+
     methods = commands.add_parser("methods", help="list the registered methods and their knobs")
     methods.set_defaults(func=cmd_methods)
     return parser
@@ -125,6 +137,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     from ablate.run import run_search
 
     return run_search(spec, args.results_dir, args.tracking_uri, args.address, args.system_metrics)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from ablate.run import sync
+
+    return sync((args.results_dir / args.study).resolve(), args.tracking_uri)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:

@@ -12,6 +12,8 @@ from ablate import __version__, results, study, tracking
 from ablate.resume import StudyState, decide, extension, load_state
 from ablate.spec import StudySpec, describe_plan
 
+SPOOL_DIR = "mlflow-spool"  # tracking calls waiting for an unreachable MLflow (`ablate sync`)
+
 
 def run_search(
     spec: StudySpec,
@@ -51,7 +53,7 @@ def run_search(
         return 130
     statuses = {t.trial_id: t.status for t in outcome.trials}
     table_path = results.compact(study_dir, statuses)
-    tracker.close_orphans(statuses)
+    _settle_tracking(tracker, statuses, study_dir)
     unfinished = any(t.status == "unfinished" for t in outcome.trials)
     state.status = "interrupted" if unfinished else "finished"
     state.save(study_dir)
@@ -63,6 +65,25 @@ def run_search(
         print("ablate: the study was interrupted; run the same command again to resume it.")
         return 130
     return 0 if counts["completed"] or counts["pruned"] else 1
+
+
+def _settle_tracking(tracker: tracking.Tracker, statuses: dict[str, str], study_dir: Path) -> None:
+    """Deliver what waited for an unreachable MLflow, then close runs left RUNNING."""
+    spool = Path(tracker.spool_dir)
+    tracking.stop_spooling(spool)  # the driver tries the server again
+    if spool.exists():
+        delivered, waiting = tracking.replay(spool, tracker.uri)
+        if waiting:
+            print(
+                f"ablate: {waiting} MLflow calls wait in {spool} (the tracking server is "
+                f"unreachable); run `ablate sync {study_dir.name}` when it is back."
+            )
+        elif delivered:
+            print(f"ablate: delivered {delivered} MLflow calls that waited for the server.")
+    try:
+        tracker.close_orphans(statuses)
+    except Exception as err:
+        print(f"ablate: could not close unfinished MLflow runs ({err}); `ablate sync` retries.")
 
 
 def _prepare(
@@ -77,7 +98,8 @@ def _prepare(
     if mode == "resume" and state is not None:
         print(f"ablate: resuming the interrupted study {spec.name!r} (parent run "
               f"{state.parent_run_id})", flush=True)  # fmt: skip
-        tracker = tracking.Tracker(uri, state.experiment_id, state.parent_run_id)
+        spool = str(study_dir / SPOOL_DIR)
+        tracker = tracking.Tracker(uri, state.experiment_id, state.parent_run_id, spool)
         tracker.reopen(state.parent_run_id)
         tracker.set_tags(state.parent_run_id, {"ablate.resumed": str(state.invocation)})
         state.status = "running"
@@ -94,7 +116,7 @@ def _prepare(
         )
     else:
         launch = study.Launch(study_dir / "ray" / spec.name)
-    tracker = tracking.Tracker(uri).start_study(
+    tracker = tracking.Tracker(uri, spool_dir=str(study_dir / SPOOL_DIR)).start_study(
         spec.name, spec.description, _plan_params(spec), _study_tags(spec)
     )
     tracker.log_study_file(spec.path)
@@ -177,3 +199,16 @@ def summary(
 
 def _uri_flag(uri: str) -> str:
     return "" if uri == tracking.default_tracking_uri() else f" --tracking-uri {uri}"
+
+
+def sync(study_dir: Path, tracking_uri: str | None) -> int:
+    """`ablate sync`: deliver the tracking calls a study spooled while MLflow was unreachable."""
+    state = load_state(study_dir)
+    uri = tracking_uri or (state.tracking_uri if state else tracking.default_tracking_uri())
+    spool = study_dir / SPOOL_DIR
+    if not spool.exists() or not any(spool.glob("*.jsonl")):
+        print(f"ablate: nothing waits in {spool}; MLflow has everything.")
+        return 0
+    delivered, waiting = tracking.replay(spool, uri)
+    print(f"ablate: delivered {delivered} MLflow calls to {uri}; {waiting} still waiting.")
+    return 0 if waiting == 0 else 1

@@ -11,11 +11,14 @@ Statuses: the tag `ablate.status` is `completed`, `pruned` (with `ablate.stopped
 
 from __future__ import annotations
 
+import base64
+import functools
 import json
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,35 @@ def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
 
 
+# A tracking server that is down should cost a trial seconds, not MLflow's default minutes of
+# HTTP retries per call: after these, the call is spooled (see `spooled`) and the study goes on.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+SPOOL_FILE = f"{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+_SPOOLING: set[str] = set()  # spool folders this process writes to: later calls follow, in order
+
+
+def spooled(method: Callable[..., None]) -> Callable[..., None]:
+    """A logging call that, if MLflow stays unreachable, is written to the tracker's spool
+    folder (one JSON line per call) for `replay` instead of failing the trial."""
+
+    @functools.wraps(method)
+    def call(self: Tracker, *args: Any, **kwargs: Any) -> None:
+        if self.spool_dir in _SPOOLING:  # keep the order: once spooling, spool the rest too
+            self._spool(method.__name__, args, kwargs, None)
+            return
+        try:
+            method(self, *args, **kwargs)
+        except Exception as err:
+            if not self.spool_dir:
+                raise
+            _SPOOLING.add(self.spool_dir)
+            self._spool(method.__name__, args, kwargs, err)
+
+    return call
+
+
 @dataclass
 class Tracker:
     """A handle that pickles cheaply into Ray workers: the URI, the experiment and parent run."""
@@ -46,6 +78,27 @@ class Tracker:
     uri: str
     experiment_id: str = ""
     parent_run_id: str = ""
+    spool_dir: str = ""  # where calls that failed wait for `ablate sync`; "" = raise instead
+
+    def _spool(
+        self, op: str, args: tuple[Any, ...], kwargs: dict[str, Any], err: Exception | None
+    ) -> None:
+        folder = Path(self.spool_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        record = {
+            "experiment_id": self.experiment_id,
+            "parent_run_id": self.parent_run_id,
+            "op": op,
+            "args": [_to_json(a) for a in args],
+            "kwargs": {k: _to_json(v) for k, v in kwargs.items()},
+        }
+        with (folder / SPOOL_FILE).open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if err is not None:
+            print(
+                f"ablate: MLflow unreachable ({type(err).__name__}: {str(err)[:200]}); "
+                f"tracking calls of this process now wait in {folder} for `ablate sync`"
+            )
 
     @property
     def client(self) -> MlflowClient:
@@ -55,6 +108,7 @@ class Tracker:
     def start_study(
         self, name: str, description: str, params: Mapping[str, Any], tags: Mapping[str, str]
     ) -> Tracker:
+        """Experiment (created once) and a new parent run for this invocation."""
         client = self.client
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
@@ -69,16 +123,18 @@ class Tracker:
             run_name=f"study {name} {time.strftime('%Y-%m-%d %H:%M')}",
             tags={ROLE: "study", MLFLOW_RUN_NOTE: description, **tags},
         )
-        handle = Tracker(self.uri, experiment_id, run.info.run_id)
+        handle = Tracker(self.uri, experiment_id, run.info.run_id, self.spool_dir)
         handle.log_params(run.info.run_id, params)
         return handle
 
     def log_study_file(self, local_path: str | Path) -> None:
         self.client.log_artifact(self.parent_run_id, str(local_path))
 
+    @spooled
     def log_text(self, run_id: str, text: str, name: str) -> None:
         self.client.log_text(run_id, text, _safe_name(name))
 
+    @spooled
     def finish_study(self, counts: Mapping[str, int], status: str = "completed") -> None:
         client = self.client
         tags = [RunTag(STATUS, status)] + [RunTag(f"ablate.{k}", str(v)) for k, v in counts.items()]
@@ -108,6 +164,7 @@ class Tracker:
         for start in range(0, len(items), MAX_PARAMS):
             self.client.log_batch(run_id, params=items[start : start + MAX_PARAMS])
 
+    @spooled
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
@@ -117,21 +174,25 @@ class Tracker:
     def log_file(self, run_id: str, local_path: str | Path, folder: str | None = None) -> None:
         self.client.log_artifact(run_id, str(local_path), folder)
 
+    @spooled
     def log_bytes(self, run_id: str, name: str, data: bytes) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / _safe_name(name)
             path.write_bytes(data)
             self.client.log_artifact(run_id, str(path))
 
+    @spooled
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
+    @spooled
     def reopen(self, run_id: str) -> None:
         """Mark a run RUNNING again (a trial resumed after a pause, restart or driver kill)."""
         run = self.client.get_run(run_id)
         if run.info.status != "RUNNING":
             self.client.update_run(run_id, status="RUNNING")
 
+    @spooled
     def log_dataset(self, run_id: str, name: str, digest: str, source: str, rows: int) -> None:
         """The data a run trained on, shown in the UI's dataset panel (context = train)."""
         dataset = Dataset(
@@ -150,6 +211,7 @@ class Tracker:
 
         return SystemMetricsMonitor(run_id, sampling_interval=10, tracking_uri=self.uri)
 
+    @spooled
     def finish_run(self, run_id: str, status: str, tags: Mapping[str, str] | None = None) -> None:
         """Set the ablate status tag (and extra tags) and terminate the run."""
         client = self.client
@@ -198,11 +260,52 @@ class Tracker:
         return self.client.search_runs([self.experiment_id], filter_string=flt, max_results=5000)
 
 
+def stop_spooling(spool_dir: Path) -> None:
+    _SPOOLING.discard(str(spool_dir))
+
+
+def replay(spool_dir: Path, uri: str) -> tuple[int, int]:
+    """Deliver spooled calls in order; returns (delivered, still waiting). Stops at the first
+    call that fails again, keeping it and everything after it for the next try."""
+    files = sorted(spool_dir.glob("*.jsonl"), key=lambda p: p.stat().st_mtime)
+    delivered = 0
+    for number, path in enumerate(files):
+        lines = path.read_text().splitlines()
+        for index, line in enumerate(lines):
+            record = json.loads(line)
+            method = getattr(Tracker, record["op"]).__wrapped__
+            tracker = Tracker(uri, record["experiment_id"], record["parent_run_id"])
+            try:
+                args = [_from_json(a) for a in record["args"]]
+                kwargs = {k: _from_json(v) for k, v in record.get("kwargs", {}).items()}
+                method(tracker, *args, **kwargs)
+            except Exception as err:
+                print(f"ablate: {record['op']} still fails: {type(err).__name__}: {err}"[:500])
+                path.write_text("\n".join(lines[index:]) + "\n")
+                later = sum(len(p.read_text().splitlines()) for p in files[number + 1 :])
+                return delivered, len(lines) - index + later
+            delivered += 1
+        path.unlink()
+    return delivered, 0
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"__bytes__": base64.b64encode(value).decode()}
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def _from_json(value: Any) -> Any:
+    if isinstance(value, dict) and "__bytes__" in value:
+        return base64.b64decode(value["__bytes__"])
+    return value
+
+
 class _PatientClient:
     """MlflowClient whose calls are retried with backoff: concurrent trials writing one SQLite
     store race (e.g. two seeds logging the same dataset), and servers blink."""
 
-    ATTEMPTS, FIRST_DELAY = 5, 0.5
+    ATTEMPTS, FIRST_DELAY = 4, 0.5
 
     def __init__(self, client: MlflowClient) -> None:
         self._client = client

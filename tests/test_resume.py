@@ -113,3 +113,76 @@ def test_a_study_whose_trials_all_fail_stops_early(ray_local, in_tmp, capsys):
     assert "Stopped early" in out and "BackboneError" in out
     runs = runs_by_role(in_tmp, "broken")
     assert 3 <= len(runs["trial"]) < 8
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _mlflow_server(folder: Path, port: int) -> subprocess.Popen:
+    import urllib.request
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+         f"sqlite:///{folder / 'server.db'}", "--artifacts-destination",
+         str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            return server
+        except OSError:
+            time.sleep(0.5)
+    server.kill()
+    raise TimeoutError("mlflow server did not start")
+
+
+def test_a_tracking_outage_loses_nothing_and_sync_delivers_it(tmp_path):
+    port = _free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = _mlflow_server(tmp_path, port)
+    spec = study_file(tmp_path, trials=2, seeds="[1]", epochs=8)
+    env = os.environ | {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "ablate.cli", "search", str(spec), "--tracking-uri", uri],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    parts = tmp_path / "results/nl/parts"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (parts.exists() and any(parts.iterdir())):
+        time.sleep(0.2)
+    server.terminate()  # the tracking server goes away in the middle of the study
+    server.wait()
+    out, _ = driver.communicate(timeout=600)
+    assert driver.returncode == 0, out[-3000:]
+    assert "ablate sync nl" in out
+    rows = pq.read_table(tmp_path / "results/nl/results.parquet").to_pylist()
+    assert len(rows) == 2 * 8  # the results table has everything anyway
+
+    server = _mlflow_server(tmp_path, port)
+    try:
+        synced = subprocess.run(
+            [sys.executable, "-m", "ablate.cli", "sync", "nl"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert synced.returncode == 0, synced.stdout + synced.stderr
+        assert "0 still waiting" in synced.stdout
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name("nl")
+        runs = client.search_runs([experiment.experiment_id], max_results=100)
+        trials = [r for r in runs if r.data.tags["ablate.role"] == "trial"]
+        assert len(trials) == 2
+        for run in runs:
+            assert run.info.status == "FINISHED", run.info.run_name
+        for run in trials:
+            steps = {m.step for m in client.get_metric_history(run.info.run_id, "val/hm")}
+            assert steps == set(range(1, 9))
+    finally:
+        server.terminate()
+        server.wait()
