@@ -22,7 +22,7 @@ from typing import Any
 
 from ablate import results, space
 from ablate.spec import StudySpec
-from ablate.study import Launch, Prior
+from ablate.study import Launch, Prior, can_restore
 
 STATE_FILE = "study.json"
 
@@ -59,17 +59,11 @@ def decide(spec: StudySpec, state: StudyState | None, uri: str, study_dir: Path)
     if state is None or state.tracking_uri != uri:
         return "extend" if _has_results(study_dir) else "new"
     same_file = state.spec_sha256 == spec.sha256
-    if same_file and state.status != "finished" and _can_restore(Path(state.ray_dir)):
+    if same_file and state.status != "finished" and can_restore(Path(state.ray_dir)):
         return "resume"
     if same_file and state.status == "finished":
         return "done"
     return "extend"
-
-
-def _can_restore(ray_dir: Path) -> bool:
-    from ray import tune
-
-    return ray_dir.exists() and tune.Tuner.can_restore(str(ray_dir))
 
 
 def _has_results(study_dir: Path) -> bool:

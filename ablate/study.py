@@ -85,6 +85,11 @@ def connect(address: str | None) -> None:
         ray.init(include_dashboard=False, _node_ip_address="127.0.0.1")
 
 
+def can_restore(ray_dir: Path) -> bool:
+    """Whether a Ray experiment folder holds a study that Tuner.restore can continue."""
+    return ray_dir.exists() and tune.Tuner.can_restore(str(ray_dir))
+
+
 def check_resources(spec: StudySpec) -> None:
     """Fail before launching when no node could ever place one trial (it would pend forever)."""
     total = ray.cluster_resources()
