@@ -146,6 +146,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    import contextlib
+    import os
+    import signal
     import subprocess
 
     from ablate import tracking
@@ -164,10 +167,19 @@ def cmd_ui(args: argparse.Namespace) -> int:
     base = f"http://{args.host}:{args.port}"
     print(f"MLflow UI on {uri}, serving at {base} (Ctrl-C stops it)")
     print("\n".join(tracking.ui_links(base, *found)), flush=True)
+    # mlflow ui starts workers of its own: run it in its own process group and stop the whole
+    # group when we are stopped (Ctrl-C or SIGTERM), so nothing is left listening
+    server = subprocess.Popen(
+        tracking.ui_command(uri, args.host, args.port), start_new_session=True
+    )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        return subprocess.call(tracking.ui_command(uri, args.host, args.port))
+        return server.wait()
     except KeyboardInterrupt:
         return 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
 
 
 def cmd_methods(args: argparse.Namespace) -> int:

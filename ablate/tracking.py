@@ -112,8 +112,8 @@ class Tracker:
         client = self.client
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
-            tags = {MLFLOW_RUN_NOTE: description, **EXPERIMENT_KIND}
-            experiment_id = client.create_experiment(name, tags=tags)
+            experiment_tags = {MLFLOW_RUN_NOTE: description, **EXPERIMENT_KIND}
+            experiment_id = client.create_experiment(name, tags=experiment_tags)
         else:
             experiment_id = experiment.experiment_id
             for key, value in {MLFLOW_RUN_NOTE: description, **EXPERIMENT_KIND}.items():
@@ -395,3 +395,33 @@ def ui_command(uri: str, host: str, port: int) -> list[str]:
         sys.executable, "-m", "mlflow", "ui",
         "--backend-store-uri", uri, "--host", host, "--port", str(port),
     ]  # fmt: skip
+
+
+# ---- `ablate report`: read a study's runs and artifacts, log the report ----------------------
+def run_params(uri: str, run_id: str) -> dict[str, str]:
+    return dict(MlflowClient(tracking_uri=uri).get_run(run_id).data.params)
+
+
+def download(uri: str, run_id: str, path: str, folder: Path) -> Path | None:
+    """One artifact of a run into `folder`; None when the run does not have it."""
+    try:
+        local = MlflowClient(tracking_uri=uri).download_artifacts(run_id, path, str(folder))
+    except Exception:
+        return None
+    return Path(local)
+
+
+def seed_runs(uri: str, experiment_id: str, trial_key: str) -> dict[int, str]:
+    """seed -> run id of the seed runs of one configuration (any invocation of the study)."""
+    runs = MlflowClient(tracking_uri=uri).search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{TRIAL_KEY}` = '{trial_key}' and tags.`{ROLE}` = 'seed'",
+        max_results=1000,
+    )
+    return {int(r.data.params.get("seed", -1)): r.info.run_id for r in runs}
+
+
+def log_folder(uri: str, run_id: str, folder: Path, artifact_path: str) -> None:
+    """Every file under `folder` as artifacts of `run_id` under `artifact_path` (replacing the
+    files of an earlier report with the same names)."""
+    MlflowClient(tracking_uri=uri).log_artifacts(run_id, str(folder), artifact_path)

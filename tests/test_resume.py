@@ -100,7 +100,10 @@ def test_a_finished_study_extends_with_more_trials_and_seeds(ray_local, in_tmp, 
 
 
 def test_a_study_whose_trials_all_fail_stops_early(ray_local, in_tmp, capsys):
-    (in_tmp / "weights.pt").write_bytes(b"not a checkpoint")  # exists, so it validates
+    import zipfile
+
+    with zipfile.ZipFile(in_tmp / "weights.pt", "w") as archive:  # a zip, so it validates,
+        archive.writestr("nothing", "")  # but torch cannot load it: every trial fails
     spec = in_tmp / "broken.yaml"
     spec.write_text(
         "name: broken\nmethod: coop\n"

@@ -3,12 +3,17 @@
 `pretrained` is an open_clip tag (e.g. "openai", downloaded by open_clip on machines with internet)
 or a path to a local checkpoint. `ablate-tiny` is a small config shipped with the package
 (`trainers/model_configs/`) for CPU runs and tests; with `pretrained=None` it has random weights.
+`pretrained="shipped"` names the weights packaged in `trainers/pretrained/` (`ablate-tiny-clip`,
+pretrained offline by `scripts/pretrain_tiny_clip.py`), checked against their SHA-256 first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import logging
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +28,16 @@ if TYPE_CHECKING:
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 open_clip.add_model_config(MODEL_CONFIG_DIR)
+
+SHIPPED = "shipped"  # the `pretrained` value that selects the packaged weights below
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+# model -> (file in PRETRAINED_DIR, its SHA-256); rebuild with scripts/pretrain_tiny_clip.py
+SHIPPED_WEIGHTS: dict[str, tuple[str, str]] = {
+    "ablate-tiny-clip": (
+        "ablate-tiny-clip.safetensors",
+        "a47d8e700a2b5a1a859d02006e5a66b4de2bcdebdaae1dd0c017a6905c9363bc",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -75,19 +90,77 @@ def dims_of(model_name: str) -> Dims:
 def check(cfg: BackboneConfig) -> Dims:
     """Validate name and checkpoint path before anything trains; return the dims."""
     dims = dims_of(cfg.model)
-    if cfg.pretrained and _looks_like_path(cfg.pretrained) and not Path(cfg.pretrained).is_file():
-        raise BackboneError(f"backbone.pretrained: checkpoint file {cfg.pretrained!r} not found")
+    pretrained = resolve_pretrained(cfg)
+    if pretrained and _looks_like_path(pretrained):
+        _check_readable(Path(pretrained))
     return dims
+
+
+def _check_readable(path: Path) -> None:
+    """A cheap look at a local checkpoint (header only): exists, readable, a known format."""
+    if not path.is_file():
+        raise BackboneError(f"backbone.pretrained: checkpoint file '{path}' not found")
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+    except OSError as err:
+        raise BackboneError(f"backbone.pretrained: cannot read '{path}': {err}") from None
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except Exception as err:
+            raise BackboneError(
+                f"backbone.pretrained: '{path}' is not a readable safetensors file: {err}"
+            ) from None
+    elif not (zipfile.is_zipfile(path) or head[:1] == b"\x80"):
+        raise BackboneError(
+            f"backbone.pretrained: '{path}' is not a PyTorch checkpoint (neither the zip "
+            "archive torch.save writes nor a pickle) nor a .safetensors file"
+        )
+
+
+def resolve_pretrained(cfg: BackboneConfig) -> str | None:
+    """What open_clip gets as `pretrained=`: "shipped" becomes the verified packaged file."""
+    if cfg.pretrained != SHIPPED:
+        return cfg.pretrained or None
+    if cfg.model not in SHIPPED_WEIGHTS:
+        raise BackboneError(
+            f"backbone.pretrained: no shipped weights for model {cfg.model!r}; "
+            f"shipped: {', '.join(sorted(SHIPPED_WEIGHTS))}"
+        )
+    filename, expected = SHIPPED_WEIGHTS[cfg.model]
+    path = PRETRAINED_DIR / filename
+    if not path.is_file():
+        raise BackboneError(
+            f"backbone.pretrained: shipped checkpoint {path} is missing; reinstall the package "
+            "or rebuild it with scripts/pretrain_tiny_clip.py"
+        )
+    stat = path.stat()
+    digest = _sha256(path, stat.st_size, stat.st_mtime_ns)
+    if digest != expected:
+        raise BackboneError(
+            f"backbone.pretrained: shipped checkpoint {path} is corrupt: SHA-256 {digest} "
+            f"!= expected {expected}; reinstall the package"
+        )
+    return str(path)
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
+    """Hash once per file version (size and mtime are part of the cache key)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def load(cfg: BackboneConfig, device: str | torch.device = "cpu") -> Backbone:
     """Build the open_clip model, load its weights, and freeze every parameter."""
     dims = check(cfg)
+    pretrained = resolve_pretrained(cfg)
     try:
-        with _quiet_random_init(cfg.pretrained):
-            model = open_clip.create_model(
-                cfg.model, pretrained=cfg.pretrained or None, device=device
-            )
+        with _quiet_random_init(pretrained):
+            model = open_clip.create_model(cfg.model, pretrained=pretrained, device=device)
     except Exception as err:  # open_clip raises RuntimeError/ValueError/OSError for bad weights
         raise BackboneError(
             f"backbone {cfg.model!r} with pretrained={cfg.pretrained!r} failed to load: {err}"

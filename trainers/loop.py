@@ -149,7 +149,7 @@ def evaluate(
     split = getattr(task, split_name)
     result = {}
     for part, classes in (("base", task.base_classes), ("new", task.new_classes)):
-        data = prep(split.of_classes(classes))
+        data = prep(split.of_classes(classes), key=(split_name, part))
         names = task.names(classes)
         text = None if model.method.needs_image else model.text_features(names)
         logits = []
@@ -164,25 +164,33 @@ def evaluate(
 
 
 class ImagePrep:
-    """Resize to the backbone's input size and normalise with its mean/std, once per split."""
+    """Resize to the backbone's input size and normalise with its mean/std, once per split.
+
+    Cached by an explicit `key` (e.g. ("val", "base")), never by tensor address: `of_classes`
+    makes fresh tensors, and a freed address reused by an equal-sized split would hit wrongly.
+    """
 
     def __init__(self, backbone: backbones.Backbone, device: torch.device) -> None:
         self.size = backbone.dims.image_size
         self.mean = torch.tensor(backbone.image_mean).view(1, 3, 1, 1)
         self.std = torch.tensor(backbone.image_std).view(1, 3, 1, 1)
         self.device = device
-        self._cache: dict[tuple[int, int, int], Split] = {}
+        self._cache: dict[object, Split] = {}
 
-    def __call__(self, split: Split) -> Split:
-        key = (split.images.data_ptr(), len(split), int(split.labels.sum()))
+    def __call__(self, split: Split, key: object = None) -> Split:
+        if key is None:
+            return self._prepare(split)
         if key not in self._cache:
-            images = split.images
-            if images.shape[-1] != self.size or images.shape[-2] != self.size:
-                size = (self.size, self.size)
-                images = F.interpolate(images, size=size, mode="bicubic", antialias=True)
-            images = (images.clamp(0, 1) - self.mean) / self.std
-            self._cache[key] = Split(images.to(self.device), split.labels.to(self.device))
+            self._cache[key] = self._prepare(split)
         return self._cache[key]
+
+    def _prepare(self, split: Split) -> Split:
+        images = split.images
+        if images.shape[-1] != self.size or images.shape[-2] != self.size:
+            size = (self.size, self.size)
+            images = F.interpolate(images, size=size, mode="bicubic", antialias=True)
+        images = (images.clamp(0, 1) - self.mean) / self.std
+        return Split(images.to(self.device), split.labels.to(self.device))
 
 
 def learning_rate(cfg: TrialConfig, epoch: int) -> float:

@@ -105,3 +105,29 @@ def test_resuming_from_a_state_continues_exactly(tiny_backbone, digits):
     resumed = [e.metrics for e in fit(cfg(), tiny_backbone, digits, resume=state)]
     assert len(resumed) == 1
     assert resumed[0] == straight[1]
+
+
+def test_unreadable_checkpoints_are_refused_before_training(tmp_path):
+    from trainers.backbone import BackboneError, check
+    from trainers.configs import BackboneConfig
+
+    junk = tmp_path / "model.pt"
+    junk.write_bytes(b"junk")
+    with pytest.raises(BackboneError, match="is not a PyTorch checkpoint"):
+        check(BackboneConfig(model="ablate-tiny", pretrained=str(junk)))
+    junk = junk.rename(tmp_path / "model.safetensors")
+    with pytest.raises(BackboneError, match="not a readable safetensors file"):
+        check(BackboneConfig(model="ablate-tiny", pretrained=str(junk)))
+
+
+def test_evaluation_scores_new_classes_on_new_images(tiny_backbone, digits):
+    """Regression: prepared splits were cached by tensor address, and an equal-sized new split
+    could be served the base split's images."""
+    from trainers.loop import ImagePrep
+
+    prep = ImagePrep(tiny_backbone, torch.device("cpu"))
+    base = prep(digits.val.of_classes(digits.base_classes), key=("val", "base"))
+    new = prep(digits.val.of_classes(digits.new_classes), key=("val", "new"))
+    expected = prep(digits.val.of_classes(digits.new_classes))
+    assert torch.equal(new.images, expected.images)
+    assert not torch.equal(base.images[: len(new)], new.images[: len(base)])

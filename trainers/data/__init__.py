@@ -1,6 +1,6 @@
 """Datasets as base-to-new classification tasks, and the dataset registry."""
 
-from trainers.data import digits  # noqa: F401  (registers "digits")
+from trainers.data import digits, tiny_tasks  # noqa: F401  (register their datasets)
 from trainers.data.datasets import (
     Split,
     Task,
