@@ -1,0 +1,400 @@
+"""Loading a search-space file: read, parse, check the shape, then the meaning.
+
+Every problem is collected (file, line, key, reason) before `SpecError` is raised; nothing is
+launched and nothing is logged for a file that does not validate. The meaning is checked by
+composing the base config and every parameter's extreme values with the same `config.compose` a
+trial uses, so validation cannot disagree with what the trials will do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ablate import config
+from ablate.errors import ConfigError, Problem, SpecError
+from ablate.spec import (
+    ALGORITHMS,
+    DESIGNS,
+    DISTRIBUTIONS,
+    GOALS,
+    METRICS,
+    NAME_PATTERN,
+    SCHEDULERS,
+    TOP_KEYS,
+    VARIANT_KEY,
+    Ablation,
+    Metric,
+    Parameter,
+    Resources,
+    Scheduler,
+    Search,
+    StudySpec,
+    freeze,
+    thaw,
+)
+
+
+def load(path: str | Path, extra_overrides: list[str] | None = None) -> StudySpec:
+    """Read and validate a search-space file. Raises SpecError listing every problem."""
+    path = Path(path)
+    checker = _Checker(str(path))
+    text = checker.read(path)
+    raw = checker.parse(text)
+    spec = checker.build(path, text, raw, list(extra_overrides or [])) if raw is not None else None
+    if spec is not None and not checker.problems:
+        checker.check_semantics(spec)
+    if checker.problems:
+        raise SpecError(checker.problems)
+    assert spec is not None
+    return spec
+
+
+class _Checker:
+    """Collects every problem of one file instead of stopping at the first."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.problems: list[Problem] = []
+        self.lines: dict[str, int] = {}
+
+    def add(self, key: str, reason: str) -> None:
+        line = self.lines.get(key) or self.lines.get(key.split(".")[0])
+        self.problems.append(Problem(self.file, key, reason, line))
+
+    # -- reading
+    def read(self, path: Path) -> str:
+        try:
+            return path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            self.add("", "file not found")
+        except IsADirectoryError:
+            self.add("", "is a directory, expected a YAML file")
+        except (OSError, UnicodeDecodeError) as err:
+            self.add("", f"cannot read the file: {err}")
+        return ""
+
+    def parse(self, text: str) -> dict[str, Any] | None:
+        if self.problems:
+            return None
+        try:
+            raw = yaml.safe_load(text)
+            self.lines = _key_lines(yaml.compose(text))
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            line = mark.line + 1 if mark else None
+            reason = getattr(err, "problem", None) or str(err)
+            self.problems.append(Problem(self.file, "", f"invalid YAML: {reason}", line))
+            return None
+        if not isinstance(raw, dict):
+            self.add("", f"expected a mapping of study keys, got {_kind(raw)}")
+            return None
+        return raw
+
+    # -- shape
+    def build(
+        self, path: Path, text: str, raw: dict[str, Any], extra: list[str]
+    ) -> StudySpec | None:
+        for key in raw:
+            if key not in TOP_KEYS:
+                self.add(str(key), f"unknown key; expected one of {', '.join(TOP_KEYS)}")
+        name = self.string(raw, "name", required=True)
+        if name and not NAME_PATTERN.match(name):
+            self.add("name", f"{name!r} must be letters, digits, '.', '_' or '-' (a folder name)")
+        method = self.string(raw, "method", required=True)
+        base = self.mapping(raw, "base")
+        for key in ("method", "seed"):
+            if key in base:
+                self.add(f"base.{key}", f"set {key!r} at the top level of the file, not in base")
+        for key in base:
+            if not isinstance(key, str):
+                self.add(f"base.{key}", "keys must be dotted config paths")
+        spec = StudySpec(
+            path=path,
+            text=text,
+            name=name or "",
+            method=method or "",
+            description=self.string(raw, "description") or "",
+            base=base,
+            metric=self.metric(raw),
+            parameters=self.parameters(raw),
+            seeds=self.seeds(raw),
+            search=self.search(raw),
+            scheduler=self.scheduler(raw),
+            resources=self.resources(raw),
+            ablation=self.ablation(raw),
+            retries=self.integer(raw, "retries", 0, minimum=0),
+            extra_overrides=extra,
+        )
+        if spec.search.algorithm == "grid":
+            for p in spec.parameters:
+                if not p.is_discrete:
+                    self.add(f"parameters.{p.key}", "grid search needs `values` (or `value`)")
+        if not spec.parameters and spec.ablation is None:
+            self.add("parameters", "nothing to search: give `parameters` or an `ablation` block")
+        for item in extra:
+            if "=" not in item or item.startswith(("+", "~")):
+                self.add(
+                    "overrides", f"{item!r}: expected key=value (keys cannot be added/removed)"
+                )
+        searched = {p.key for p in spec.parameters}
+        for item in extra:
+            if item.split("=", 1)[0] in searched:
+                self.add("overrides", f"{item!r} sets a searched parameter; remove one of the two")
+        return spec
+
+    def string(self, raw: dict, key: str, required: bool = False) -> str | None:
+        value = raw.get(key)
+        if value is None:
+            if required:
+                self.add(key, "required")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.add(key, f"expected a non-empty string, got {_kind(value)}")
+            return None
+        return value
+
+    def mapping(self, raw: dict, key: str, where: str | None = None) -> dict[str, Any]:
+        value = raw.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.add(where or key, f"expected a mapping, got {_kind(value)}")
+            return {}
+        return value
+
+    def integer(self, raw: dict, key: str, default: int, minimum: int, where: str = "") -> int:
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            self.add(where or key, f"expected an integer >= {minimum}, got {value!r}")
+            return default
+        return value
+
+    def number(self, raw: dict, key: str, default: float, minimum: float, where: str) -> float:
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+            self.add(where, f"expected a number >= {minimum}, got {value!r}")
+            return default
+        return float(value)
+
+    def choice(self, raw: dict, key: str, default: str, choices: tuple, where: str) -> str:
+        value = raw.get(key, default)
+        if value not in choices:
+            self.add(where, f"{value!r} is not one of {', '.join(choices)}")
+            return default
+        return value
+
+    def unknown(self, raw: dict, allowed: tuple[str, ...], where: str) -> None:
+        for key in raw:
+            if key not in allowed:
+                self.add(f"{where}.{key}", f"unknown key; expected one of {', '.join(allowed)}")
+
+    def metric(self, raw: dict) -> Metric:
+        m = self.mapping(raw, "metric")
+        self.unknown(m, ("name", "goal"), "metric")
+        name = self.choice(m, "name", "val/hm", METRICS, "metric.name")
+        return Metric(name, self.choice(m, "goal", "maximize", GOALS, "metric.goal"))
+
+    def seeds(self, raw: dict) -> list[int]:
+        seeds = raw.get("seeds", [1])
+        ok = (
+            isinstance(seeds, list)
+            and seeds
+            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+        )
+        if not ok:
+            self.add("seeds", f"expected a non-empty list of integers >= 0, got {seeds!r}")
+            return [1]
+        if len(set(seeds)) != len(seeds):
+            self.add("seeds", f"repeated seeds in {seeds}")
+        return seeds
+
+    def search(self, raw: dict) -> Search:
+        s = self.mapping(raw, "search")
+        self.unknown(s, ("algorithm", "trials", "max_concurrent", "seed"), "search")
+        return Search(
+            algorithm=self.choice(s, "algorithm", "tpe", ALGORITHMS, "search.algorithm"),
+            trials=self.integer(s, "trials", 10, 1, "search.trials"),
+            max_concurrent=self.integer(s, "max_concurrent", 2, 1, "search.max_concurrent"),
+            seed=self.integer(s, "seed", 0, 0, "search.seed"),
+        )
+
+    def scheduler(self, raw: dict) -> Scheduler:
+        s = self.mapping(raw, "scheduler")
+        allowed = ("type", "max_epochs", "grace_epochs", "reduction_factor")
+        self.unknown(s, allowed, "scheduler")
+        sched = Scheduler(
+            type=self.choice(s, "type", "asha", SCHEDULERS, "scheduler.type"),
+            max_epochs=self.integer(s, "max_epochs", 0, 1, "scheduler.max_epochs")
+            if "max_epochs" in s
+            else 0,
+            grace_epochs=self.integer(s, "grace_epochs", 1, 1, "scheduler.grace_epochs"),
+            reduction_factor=self.number(
+                s, "reduction_factor", 3.0, 1.01, "scheduler.reduction_factor"
+            ),
+        )
+        if sched.max_epochs and sched.grace_epochs > sched.max_epochs:
+            self.add("scheduler.grace_epochs", "must be <= scheduler.max_epochs")
+        return sched
+
+    def resources(self, raw: dict) -> Resources:
+        r = self.mapping(raw, "resources")
+        self.unknown(r, ("cpu", "gpu"), "resources")
+        cpu = self.number(r, "cpu", 1.0, 0.0, "resources.cpu")
+        gpu = self.number(r, "gpu", 0.0, 0.0, "resources.gpu")
+        if cpu == 0 and gpu == 0:
+            self.add("resources", "a trial needs some cpu or gpu")
+        return Resources(cpu, gpu)
+
+    def parameters(self, raw: dict) -> list[Parameter]:
+        params = []
+        for key, body in self.mapping(raw, "parameters").items():
+            where = f"parameters.{key}"
+            if not isinstance(key, str) or not key:
+                self.add(where, "parameter names must be dotted config paths")
+                continue
+            if key == VARIANT_KEY or key in ("method", "seed"):
+                self.add(
+                    where, f"{key!r} cannot be searched here (use seeds / one method per file)"
+                )
+                continue
+            if not isinstance(body, dict):
+                self.add(where, f"expected a mapping such as {{values: [...]}}, got {_kind(body)}")
+                continue
+            param = self.parameter(key, body, where)
+            if param is not None:
+                params.append(param)
+        return params
+
+    def parameter(self, key: str, body: dict, where: str) -> Parameter | None:
+        self.unknown(body, ("values", "value", "distribution", "min", "max", "q"), where)
+        if "values" in body or "value" in body:
+            if "values" in body and "value" in body:
+                self.add(where, "give either `values` or `value`, not both")
+            values = body["values"] if "values" in body else [body["value"]]
+            if not isinstance(values, list) or not values:
+                self.add(f"{where}.values", f"expected a non-empty list, got {_kind(values)}")
+                return None
+            if "distribution" in body or "min" in body or "max" in body:
+                self.add(where, "`values` takes no distribution, min or max")
+            if any(isinstance(v, dict) for v in values):
+                self.add(f"{where}.values", "values must be scalars or lists")
+                return None
+            return Parameter(key, "values", values=tuple(freeze(v) for v in values))
+        dist = body.get("distribution")
+        if dist not in DISTRIBUTIONS[2:]:
+            self.add(
+                f"{where}.distribution",
+                f"{dist!r} is not one of {', '.join(DISTRIBUTIONS[2:])} (or give `values`)",
+            )
+            return None
+        bounds = []
+        for end in ("min", "max"):
+            value = body.get(end)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                self.add(f"{where}.{end}", f"expected a number, got {value!r}")
+            elif dist == "int_uniform" and not isinstance(value, int):
+                self.add(f"{where}.{end}", f"int_uniform needs integer bounds, got {value!r}")
+            bounds.append(value)
+        if len(self.problems) and any(p.key.startswith(where) for p in self.problems):
+            return None
+        low, high = bounds
+        if low >= high:
+            self.add(where, f"min ({low}) must be < max ({high})")
+        if dist == "log_uniform_values" and low <= 0:
+            self.add(f"{where}.min", f"log scale needs min > 0, got {low}")
+        q = body.get("q")
+        if dist == "q_uniform":
+            if isinstance(q, bool) or not isinstance(q, int | float) or q <= 0:
+                self.add(f"{where}.q", f"q_uniform needs a step q > 0, got {q!r}")
+        elif q is not None:
+            self.add(f"{where}.q", f"q is only for q_uniform, not {dist}")
+        return Parameter(key, dist, min=low, max=high, q=q)
+
+    def ablation(self, raw: dict) -> Ablation | None:
+        if raw.get("ablation") is None:
+            return None
+        a = self.mapping(raw, "ablation")
+        self.unknown(a, ("design", "base", "variants"), "ablation")
+        design = self.choice(a, "design", "ofat", DESIGNS, "ablation.design")
+        base = self.mapping(a, "base", "ablation.base")
+        variants = self.mapping(a, "variants", "ablation.variants")
+        if not variants:
+            self.add("ablation.variants", "expected at least one variant")
+        clean: dict[str, dict[str, Any]] = {}
+        for name, values in variants.items():
+            if not isinstance(values, dict) or not values:
+                self.add(f"ablation.variants.{name}", "expected a mapping of dotted keys to values")
+            elif str(name) == "base":
+                self.add("ablation.variants.base", "'base' is the name of the base configuration")
+            else:
+                clean[str(name)] = {str(k): freeze(v) for k, v in values.items()}
+        return Ablation(design, {str(k): freeze(v) for k, v in base.items()}, clean)
+
+    # -- meaning: compose with the same function the trials use
+    def check_semantics(self, spec: StudySpec) -> None:
+        try:
+            base_cfg = config.compose(spec.base_overrides()[: -len(spec.extra_overrides) or None])
+        except ConfigError as err:
+            self.add("base", str(err))
+            return
+        try:
+            base_cfg = config.compose(spec.base_overrides())
+        except ConfigError as err:
+            self.add("overrides", str(err))
+            return
+        self.check_runtime(spec, base_cfg)
+        base_ok = not self.problems
+        for param in spec.search_parameters():
+            for value in param.probe_values():
+                try:
+                    cfg = config.compose(spec.trial_overrides({param.key: value}))
+                    if base_ok:  # a base problem would repeat for every parameter
+                        self.check_runtime(spec, cfg, f"parameters.{param.key}")
+                except ConfigError as err:
+                    key = "ablation" if param.key == VARIANT_KEY else f"parameters.{param.key}"
+                    self.add(key, f"value {thaw(value)!r}: {err}")
+                    break
+        epochs = base_cfg.train.epochs
+        if spec.scheduler.max_epochs and spec.scheduler.max_epochs != epochs:
+            self.add(
+                "scheduler.max_epochs",
+                f"{spec.scheduler.max_epochs} differs from train.epochs={epochs}; set one of them",
+            )
+        if spec.scheduler.grace_epochs > epochs:
+            self.add("scheduler.grace_epochs", f"must be <= train.epochs ({epochs})")
+
+    def check_runtime(self, spec: StudySpec, cfg: Any, key: str = "base") -> None:
+        """What composition cannot know: registered dataset, backbone, method vs backbone."""
+        from trainers.backbone import BackboneError, check
+        from trainers.data import list_datasets
+
+        before = len(self.problems)
+        if cfg.dataset.name not in list_datasets():
+            self.add(key, f"dataset.name {cfg.dataset.name!r} is not one of {list_datasets()}")
+        try:
+            dims = check(cfg.backbone)
+        except BackboneError as err:
+            self.add(key, str(err))
+            return
+        for reason in cfg.method.check(dims):
+            self.add(key, reason)
+        if len(self.problems) > before:  # one report per key is enough
+            del self.problems[before + 1 :]
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else f"{type(value).__name__} {value!r}"[:80]
+
+
+def _key_lines(node: Any, prefix: str = "") -> dict[str, int]:
+    """Dotted key -> 1-based line of that key in the YAML text."""
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = f"{prefix}{key_node.value}"
+            lines[key] = key_node.start_mark.line + 1
+            lines |= _key_lines(value_node, f"{key}.")
+    return lines
