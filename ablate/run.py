@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from ablate import __version__, results, study, tracking
+from ablate.errors import ConfigError
 from ablate.resume import StudyState, decide, extension, load_state
 from ablate.spec import StudySpec, describe_plan
 
@@ -24,6 +25,10 @@ def run_search(
 ) -> int:
     started = time.monotonic()
     uri = tracking_uri or tracking.default_tracking_uri()
+    problem = tracking.check_reachable(uri)
+    if problem:
+        where = "--tracking-uri" if tracking_uri else "MLFLOW_TRACKING_URI / default"
+        raise ConfigError(f"MLflow tracking store {uri} ({where}) does not answer: {problem}")
     plan = describe_plan(spec)
     print(plan, "\n", flush=True)
     study.connect(address)

@@ -356,6 +356,15 @@ def tags_of(runs: Iterable[Any], key: str) -> list[str]:
     return [r.data.tags.get(key, "") for r in runs]
 
 
+def check_reachable(uri: str) -> str | None:
+    """None when the tracking store answers, else why not (checked before a study starts)."""
+    try:
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as err:
+        return f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
+    return None
+
+
 # ---- the MLflow UI ------------------------------------------------------------------------------
 def is_local_store(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri
@@ -403,12 +412,14 @@ def run_params(uri: str, run_id: str) -> dict[str, str]:
 
 
 def download(uri: str, run_id: str, path: str, folder: Path) -> Path | None:
-    """One artifact of a run into `folder`; None when the run does not have it."""
+    """One artifact file of a run into `folder`; None when the run does not have it (MLflow
+    then returns the empty destination folder instead of raising)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        local = MlflowClient(tracking_uri=uri).download_artifacts(run_id, path, str(folder))
+        local = Path(MlflowClient(tracking_uri=uri).download_artifacts(run_id, path, str(folder)))
     except Exception:
         return None
-    return Path(local)
+    return local if local.is_file() else None
 
 
 def seed_runs(uri: str, experiment_id: str, trial_key: str) -> dict[int, str]:

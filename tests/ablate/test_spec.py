@@ -114,3 +114,12 @@ def test_help_explains_without_importing_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert "Hydra override" in out and "--dry-run" in out
     assert out.strip().endswith("False False")
+
+
+def test_an_unreachable_tracking_server_is_refused_before_launch(in_tmp, capsys, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    path = REPO / "search_spaces/quickstart.yaml"
+    assert main(["search", str(path), "--tracking-uri", "http://127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert "http://127.0.0.1:1 (--tracking-uri) does not answer" in err
+    assert not (in_tmp / "results").exists()
