@@ -122,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--tracking-uri", help="default: the URI the study was run with")
     sync.set_defaults(func=cmd_sync)
 
+    from ablate.datasets import add_parser as add_data_parser
+
+    add_data_parser(commands)
+
     methods = commands.add_parser("methods", help="list the registered methods and their knobs")
     methods.set_defaults(func=cmd_methods)
     return parser

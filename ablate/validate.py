@@ -44,12 +44,27 @@ def load(path: str | Path, extra_overrides: list[str] | None = None) -> StudySpe
     text = checker.read(path)
     raw = checker.parse(text)
     spec = checker.build(path, text, raw, list(extra_overrides or [])) if raw is not None else None
+    if spec is not None:
+        _absolute_roots(spec)
     if spec is not None and not checker.problems:
         checker.check_semantics(spec)
     if checker.problems:
         raise SpecError(checker.problems)
     assert spec is not None
     return spec
+
+
+def _absolute_roots(spec: StudySpec) -> None:
+    """A relative `dataset.root` means: from where `ablate search` runs. Trials run elsewhere
+    (Ray gives each its own working folder), so it is made absolute here."""
+    root = spec.base.get("dataset.root")
+    if isinstance(root, str) and root and not Path(root).is_absolute():
+        spec.base["dataset.root"] = str(Path(root).resolve())
+    for index, item in enumerate(spec.extra_overrides):
+        key, _, value = item.partition("=")
+        bare = value.strip("'\"")
+        if key == "dataset.root" and bare not in ("", "null") and not Path(bare).is_absolute():
+            spec.extra_overrides[index] = config.to_override(key, str(Path(bare).resolve()))
 
 
 class _Checker:
@@ -369,11 +384,12 @@ class _Checker:
     def check_runtime(self, spec: StudySpec, cfg: Any, key: str = "base") -> None:
         """What composition cannot know: registered dataset, backbone, method vs backbone."""
         from trainers.backbone import BackboneError, check
-        from trainers.data import list_datasets
+        from trainers.data import check as check_dataset
 
         before = len(self.problems)
-        if cfg.dataset.name not in list_datasets():
-            self.add(key, f"dataset.name {cfg.dataset.name!r} is not one of {list_datasets()}")
+        if key == "base" or key.startswith("parameters.dataset"):  # reading splits costs time
+            for reason in check_dataset(cfg.dataset):
+                self.add(key, reason)
         try:
             dims = check(cfg.backbone)
         except BackboneError as err:

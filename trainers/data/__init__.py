@@ -1,9 +1,11 @@
 """Datasets as base-to-new classification tasks, and the dataset registry."""
 
-from trainers.data import digits, tiny_tasks  # noqa: F401  (register their datasets)
+# importing a module registers its datasets: digits, tiny_*, the CoOp-layout ones, imagenet
+from trainers.data import digits, imagenet, layouts, tiny_tasks  # noqa: F401
 from trainers.data.datasets import (
     Split,
     Task,
+    check,
     get_dataset,
     list_datasets,
     load_task,
@@ -14,6 +16,7 @@ from trainers.data.fewshot import sample_few_shot
 __all__ = [
     "Split",
     "Task",
+    "check",
     "get_dataset",
     "list_datasets",
     "load_task",

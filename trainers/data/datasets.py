@@ -3,6 +3,10 @@
 A Task holds images as float tensors in [0, 1] (N, 3, H, W) with integer labels, split into a
 train pool (few-shot sampled per seed), val and test, plus class names sorted by label. Base
 classes are the first half of the labels, new classes the second half (the base-to-new protocol).
+Datasets on disk hold `ImageFiles` instead of tensors: indexing one decodes just those images.
+
+A dataset may register a `check(cfg) -> list[str]`: the problems with its files, found cheaply,
+so a study is rejected before launch rather than failing in every trial.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from trainers.configs import DataConfig
+from trainers.data.images import ImageFiles
 
 
 @dataclass
 class Split:
-    images: Tensor  # (N, 3, H, W) float in [0, 1]
+    images: Tensor | ImageFiles  # (N, 3, H, W) float in [0, 1]; ImageFiles decode on indexing
     labels: Tensor  # (N,) int64, indices into Task.classnames
 
     def __len__(self) -> int:
@@ -53,12 +58,18 @@ class Task:
 
 
 Loader = Callable[[DataConfig], Task]
+Checker = Callable[[DataConfig], list[str]]
 _DATASETS: dict[str, Loader] = {}
+_CHECKS: dict[str, Checker] = {}
 
 
-def register_dataset(name: str) -> Callable[[Loader], Loader]:
+def register_dataset(name: str, check: Checker | None = None) -> Callable[[Loader], Loader]:
+    """Register a loader under `name`; `check` (optional) lists problems without loading."""
+
     def add(fn: Loader) -> Loader:
         _DATASETS[name] = fn
+        if check is not None:
+            _CHECKS[name] = check
         return fn
 
     return add
@@ -78,3 +89,11 @@ def list_datasets() -> list[str]:
 
 def load_task(cfg: DataConfig) -> Task:
     return get_dataset(cfg.name)(cfg)
+
+
+def check(cfg: DataConfig) -> list[str]:
+    """Problems with `cfg`'s dataset on disk (missing root, files, malformed splits); [] if fine."""
+    if cfg.name not in _DATASETS:
+        return [f"dataset.name {cfg.name!r} is not one of {list_datasets()}"]
+    checker = _CHECKS.get(cfg.name)
+    return checker(cfg) if checker else []
