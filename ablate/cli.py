@@ -122,7 +122,28 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--tracking-uri", help="default: the URI the study was run with")
     sync.set_defaults(func=cmd_sync)
 
-    from ablate.datasets import add_parser as add_data_parser
+    report = commands.add_parser(
+        "report",
+        help="tables, statistics, plots and prompt inspection of a study",
+        description="Analyse a study from its results table: ablation table (Markdown, LaTeX, "
+        "CSV) with 95%% CIs over seeds and Holm-corrected paired t-tests, factor effects, "
+        "parameter importance, learning curves, parallel coordinates, learned prompts, and one "
+        "self-contained report.html. Writes RESULTS_DIR/STUDY/report/, logs it to the study's "
+        "MLflow parent run, and rebuilds RESULTS_DIR/STUDY/optuna.db for optuna-dashboard.",
+    )
+    report.add_argument("study", help="study name (a folder under --results-dir) or a folder path")
+    report.add_argument("--results-dir", default="results", type=Path, help="default: ./results")
+    report.add_argument("--tracking-uri", help="default: the URI the study was run with")
+    report.add_argument(
+        "--importance",
+        default="fanova",
+        choices=("fanova", "mdi", "ped-anova"),
+        help="Optuna importance evaluator (default: fanova)",
+    )
+    report.add_argument("--no-mlflow", action="store_true", help="read and log nothing in MLflow")
+    report.set_defaults(func=cmd_report)
+
+    from ablate.datasets import add_parser as add_data_parser  # argparse only: cheap
 
     add_data_parser(commands)
 
@@ -141,6 +162,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     from ablate.run import run_search
 
     return run_search(spec, args.results_dir, args.tracking_uri, args.address, args.system_metrics)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ablate.report import cmd_report as report
+
+    return report(args)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:

@@ -147,3 +147,9 @@ def finished_cells(folder: Path, trial_key: str, epochs: int) -> dict[int, list[
         ):
             cells[seed] = mine
     return cells
+
+
+def rows(folder: Path) -> list[dict[str, Any]]:
+    """Every row of the study's table (parts not compacted yet included), as dicts."""
+    table = read_all(folder)
+    return [] if table is None else table.to_pylist()

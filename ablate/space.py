@@ -7,7 +7,9 @@ encoded as JSON strings and decoded with `decode` before a trial composes its co
 
 from __future__ import annotations
 
+import contextlib
 import json
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -85,3 +87,100 @@ def _decode(value: Any) -> Any:
 
 def _plain(value: Any) -> Any:
     return [_plain(v) for v in value] if isinstance(value, list | tuple) else value
+
+
+# ---- `ablate report`: an Optuna study rebuilt from the results table ---------------------------
+IMPORTANCE_EVALUATORS = ("fanova", "mdi", "ped-anova")
+_STATES = {
+    "completed": optuna.trial.TrialState.COMPLETE,
+    "pruned": optuna.trial.TrialState.PRUNED,
+    "failed": optuna.trial.TrialState.FAIL,
+}
+
+
+@dataclass
+class Record:
+    """One trial as the results table knows it: config values (encoded), outcome, curve."""
+
+    params: dict[str, Any]
+    state: str  # completed | pruned | failed
+    value: float | None
+    intermediate: dict[int, float] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def fit_distributions(
+    declared: dict[str, BaseDistribution], observed: dict[str, list[Any]]
+) -> dict[str, BaseDistribution]:
+    """The spec's distribution of each parameter where it holds every observed value, else one
+    inferred from the values (a missing spec, or a spec changed since the trials ran)."""
+    out = {}
+    for key, values in observed.items():
+        dist = declared.get(key)
+        out[key] = dist if dist is not None and all(_holds(dist, v) for v in values) else None
+        out[key] = out[key] or infer_distribution(values)
+    return out
+
+
+def _holds(dist: BaseDistribution, value: Any) -> bool:
+    try:
+        return bool(dist._contains(dist.to_internal_repr(value)))
+    except (ValueError, TypeError):
+        return False
+
+
+def infer_distribution(values: list[Any]) -> BaseDistribution:
+    """Many distinct numbers: a range (log when it spans two decades); otherwise the choices."""
+    distinct = sorted({v for v in values if v is not None}, key=lambda v: (str(type(v)), v))
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in distinct)
+    if not numeric or len(distinct) <= 6:
+        return CategoricalDistribution(distinct or [None])
+    lo, hi = min(distinct), max(distinct)
+    if all(isinstance(v, int) for v in distinct):
+        return IntDistribution(int(lo), int(hi))
+    return FloatDistribution(float(lo), float(hi), log=lo > 0 and hi / lo >= 100)
+
+
+def build_study(
+    records: list[Record],
+    distributions: dict[str, BaseDistribution],
+    direction: str,
+    storage: str | None = None,
+    name: str | None = None,
+) -> optuna.Study:
+    """A study holding `records` as finished trials (in memory, or replacing `name` in an RDB
+    storage such as sqlite:///results/<study>/optuna.db for optuna-dashboard)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if storage is not None and name is not None:
+        with contextlib.suppress(KeyError):  # rebuilt from the table: replace, never append
+            optuna.delete_study(study_name=name, storage=storage)
+    study = optuna.create_study(storage=storage, study_name=name, direction=direction)
+    study.add_trials([_frozen(r, distributions) for r in records])
+    return study
+
+
+def _frozen(record: Record, distributions: dict[str, BaseDistribution]) -> Any:
+    state = _STATES.get(record.state, _STATES["failed"])
+    if state == _STATES["completed"] and record.value is None:
+        state = _STATES["failed"]  # completed without the metric: nothing Optuna can rank
+    return optuna.trial.create_trial(
+        state=state,
+        value=record.value if state == _STATES["completed"] else None,
+        params={k: v for k, v in record.params.items() if k in distributions},
+        distributions={k: d for k, d in distributions.items() if k in record.params},
+        intermediate_values=record.intermediate,
+        user_attrs=record.attrs,
+    )
+
+
+def param_importances(study: optuna.Study, evaluator: str = "fanova") -> dict[str, float]:
+    """Optuna's importance of each parameter on the completed trials (normalised to sum 1)."""
+    evaluators = {
+        "fanova": optuna.importance.FanovaImportanceEvaluator,
+        "mdi": optuna.importance.MeanDecreaseImpurityImportanceEvaluator,
+        "ped-anova": optuna.importance.PedAnovaImportanceEvaluator,
+    }
+    kwargs = {"seed": 0} if evaluator in ("fanova", "mdi") else {}
+    return dict(
+        optuna.importance.get_param_importances(study, evaluator=evaluators[evaluator](**kwargs))
+    )
