@@ -149,18 +149,32 @@ def evaluate(
     split = getattr(task, split_name)
     result = {}
     for part, classes in (("base", task.base_classes), ("new", task.new_classes)):
-        data = prep(split.of_classes(classes), key=(split_name, part))
+        data = split.of_classes(classes)
         names = task.names(classes)
         text = None if model.method.needs_image else model.text_features(names)
-        logits = []
-        for start in range(0, len(data), cfg.dataset.eval_batch_size):
-            images = data.images[start : start + cfg.dataset.eval_batch_size]
-            logits.append(model(images, names, text_features=text)[0].float())
-        result[f"{split_name}/{part}"] = accuracy(torch.cat(logits), data.labels)
+        batches = _eval_batches(prep, data, (split_name, part), cfg.dataset.eval_batch_size)
+        logits = torch.cat(
+            [model(images, names, text_features=text)[0].float() for images in batches]
+        )
+        result[f"{split_name}/{part}"] = accuracy(logits, data.labels.to(logits.device))
     result[f"{split_name}/hm"] = harmonic_mean(
         result[f"{split_name}/base"], result[f"{split_name}/new"]
     )
     return result
+
+
+def _eval_batches(prep: ImagePrep, split: Split, key: object, size: int) -> Iterator[Tensor]:
+    """Prepared image batches of a split: an in-memory split is prepared once and kept (epochs
+    re-evaluate it); a split of files is decoded one batch at a time, never whole (ImageNet's
+    test images as floats would not fit in memory)."""
+    if isinstance(split.images, Tensor):
+        data = prep(split, key=key)
+        for start in range(0, len(data), size):
+            yield data.images[start : start + size]
+        return
+    for start in range(0, len(split), size):
+        chunk = Split(split.images[start : start + size], split.labels[start : start + size])
+        yield prep(chunk).images
 
 
 class ImagePrep:

@@ -116,9 +116,10 @@ def test_split_sizes_label_map_and_halves(name, data_root):
     assert len(task.test) == k * PER_SPLIT["test"]
     for split in (task.train, task.val, task.test):  # every class equally often
         assert torch.bincount(split.labels, minlength=k).tolist() == [len(split) // k] * k
-    test = task.test.of_classes(task.new_classes)
-    assert test.images.shape == (4, 3, SIZE, SIZE) and test.labels.tolist() == [0, 0, 1, 1]
-    assert test.images.min() >= 0 and test.images.max() <= 1
+    test = task.test.of_classes(task.new_classes)  # lazy: decoded only when indexed
+    images = test.images[torch.arange(len(test))]
+    assert images.shape == (4, 3, SIZE, SIZE) and test.labels.tolist() == [0, 0, 1, 1]
+    assert images.min() >= 0 and images.max() <= 1
 
 
 def test_val_is_min_shots_4_per_class(data_root):
@@ -163,6 +164,25 @@ def test_fit_runs_on_a_dataset_on_disk(data_root, tiny_backbone):
     )
     (metrics,) = [m.metrics for m in fit(cfg, backbone=tiny_backbone)]
     assert {"val/hm", "test/base", "test/new"} <= set(metrics)
+
+
+def test_evaluation_decodes_files_one_batch_at_a_time(data_root, tiny_backbone, monkeypatch):
+    """Test splits on disk are never decoded whole (ImageNet's would not fit in memory)."""
+    from trainers.data.images import ImageFiles
+
+    sizes: list[int] = []
+    load = ImageFiles.load
+    monkeypatch.setattr(
+        ImageFiles, "load", lambda self, paths: sizes.append(len(paths)) or load(self, paths)
+    )
+    cfg = TrialConfig(
+        method=CoOpConfig(prompt_length=2),
+        dataset=DataConfig(name="dtd", root=str(data_root), shots=2, eval_batch_size=2),
+        train=TrainConfig(epochs=1, device="cpu"),
+    )
+    (metrics,) = [m.metrics for m in fit(cfg, backbone=tiny_backbone)]
+    assert 0 <= metrics["test/hm"] <= 100
+    assert sizes and max(sizes[1:]) <= 2  # after the few-shot train subset: batches of 2
 
 
 # -- checks ---------------------------------------------------------------------------------------

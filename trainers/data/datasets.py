@@ -32,9 +32,12 @@ class Split:
         return Split(self.images[index], self.labels[index])
 
     def of_classes(self, classes: range) -> Split:
-        """The images of `classes`, relabelled 0..len(classes)-1."""
+        """The images of `classes`, relabelled 0..len(classes)-1 (files stay undecoded)."""
         keep = (self.labels >= classes.start) & (self.labels < classes.stop)
-        return Split(self.images[keep], self.labels[keep] - classes.start)
+        images = self.images.select(keep) if isinstance(self.images, ImageFiles) else None
+        return Split(
+            self.images[keep] if images is None else images, self.labels[keep] - classes.start
+        )
 
 
 @dataclass
