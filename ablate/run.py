@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from ablate import __version__, results, study, tracking
+from ablate import spool as spool_calls
 from ablate.errors import ConfigError
 from ablate.resume import StudyState, decide, extension, load_state
 from ablate.spec import StudySpec, describe_plan
@@ -75,9 +76,9 @@ def run_search(
 def _settle_tracking(tracker: tracking.Tracker, statuses: dict[str, str], study_dir: Path) -> None:
     """Deliver what waited for an unreachable MLflow, then close runs left RUNNING."""
     spool = Path(tracker.spool_dir)
-    tracking.stop_spooling(spool)  # the driver tries the server again
+    spool_calls.stop_spooling(spool)  # the driver tries the server again
     if spool.exists():
-        delivered, waiting = tracking.replay(spool, tracker.uri)
+        delivered, waiting = spool_calls.replay(spool, tracker.uri)
         if waiting:
             print(
                 f"ablate: {waiting} MLflow calls wait in {spool} (the tracking server is "
@@ -214,6 +215,6 @@ def sync(study_dir: Path, tracking_uri: str | None) -> int:
     if not spool.exists() or not any(spool.glob("*.jsonl")):
         print(f"ablate: nothing waits in {spool}; MLflow has everything.")
         return 0
-    delivered, waiting = tracking.replay(spool, uri)
+    delivered, waiting = spool_calls.replay(spool, uri)
     print(f"ablate: delivered {delivered} MLflow calls to {uri}; {waiting} still waiting.")
     return 0 if waiting == 0 else 1

@@ -11,14 +11,11 @@ Statuses: the tag `ablate.status` is `completed`, `pruned` (with `ablate.stopped
 
 from __future__ import annotations
 
-import base64
-import functools
 import json
 import os
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,8 @@ from typing import Any
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
+
+from ablate.spool import spooled
 
 ROLE = "ablate.role"  # study | trial | seed
 STATUS = "ablate.status"
@@ -47,28 +46,6 @@ def default_tracking_uri() -> str:
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-SPOOL_FILE = f"{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
-_SPOOLING: set[str] = set()  # spool folders this process writes to: later calls follow, in order
-
-
-def spooled(method: Callable[..., None]) -> Callable[..., None]:
-    """A logging call that, if MLflow stays unreachable, is written to the tracker's spool
-    folder (one JSON line per call) for `replay` instead of failing the trial."""
-
-    @functools.wraps(method)
-    def call(self: Tracker, *args: Any, **kwargs: Any) -> None:
-        if self.spool_dir in _SPOOLING:  # keep the order: once spooling, spool the rest too
-            self._spool(method.__name__, args, kwargs, None)
-            return
-        try:
-            method(self, *args, **kwargs)
-        except Exception as err:
-            if not self.spool_dir:
-                raise
-            _SPOOLING.add(self.spool_dir)
-            self._spool(method.__name__, args, kwargs, err)
-
-    return call
 
 
 @dataclass
@@ -79,26 +56,6 @@ class Tracker:
     experiment_id: str = ""
     parent_run_id: str = ""
     spool_dir: str = ""  # where calls that failed wait for `ablate sync`; "" = raise instead
-
-    def _spool(
-        self, op: str, args: tuple[Any, ...], kwargs: dict[str, Any], err: Exception | None
-    ) -> None:
-        folder = Path(self.spool_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        record = {
-            "experiment_id": self.experiment_id,
-            "parent_run_id": self.parent_run_id,
-            "op": op,
-            "args": [_to_json(a) for a in args],
-            "kwargs": {k: _to_json(v) for k, v in kwargs.items()},
-        }
-        with (folder / SPOOL_FILE).open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        if err is not None:
-            print(
-                f"ablate: MLflow unreachable ({type(err).__name__}: {str(err)[:200]}); "
-                f"tracking calls of this process now wait in {folder} for `ablate sync`"
-            )
 
     @property
     def client(self) -> MlflowClient:
@@ -260,47 +217,6 @@ class Tracker:
         return self.client.search_runs([self.experiment_id], filter_string=flt, max_results=5000)
 
 
-def stop_spooling(spool_dir: Path) -> None:
-    _SPOOLING.discard(str(spool_dir))
-
-
-def replay(spool_dir: Path, uri: str) -> tuple[int, int]:
-    """Deliver spooled calls in order; returns (delivered, still waiting). Stops at the first
-    call that fails again, keeping it and everything after it for the next try."""
-    files = sorted(spool_dir.glob("*.jsonl"), key=lambda p: p.stat().st_mtime)
-    delivered = 0
-    for number, path in enumerate(files):
-        lines = path.read_text().splitlines()
-        for index, line in enumerate(lines):
-            record = json.loads(line)
-            method = getattr(Tracker, record["op"]).__wrapped__
-            tracker = Tracker(uri, record["experiment_id"], record["parent_run_id"])
-            try:
-                args = [_from_json(a) for a in record["args"]]
-                kwargs = {k: _from_json(v) for k, v in record.get("kwargs", {}).items()}
-                method(tracker, *args, **kwargs)
-            except Exception as err:
-                print(f"ablate: {record['op']} still fails: {type(err).__name__}: {err}"[:500])
-                path.write_text("\n".join(lines[index:]) + "\n")
-                later = sum(len(p.read_text().splitlines()) for p in files[number + 1 :])
-                return delivered, len(lines) - index + later
-            delivered += 1
-        path.unlink()
-    return delivered, 0
-
-
-def _to_json(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return {"__bytes__": base64.b64encode(value).decode()}
-    return dict(value) if isinstance(value, Mapping) else value
-
-
-def _from_json(value: Any) -> Any:
-    if isinstance(value, dict) and "__bytes__" in value:
-        return base64.b64decode(value["__bytes__"])
-    return value
-
-
 class _PatientClient:
     """MlflowClient whose calls are retried with backoff: concurrent trials writing one SQLite
     store race (e.g. two seeds logging the same dataset), and servers blink."""
@@ -350,10 +266,6 @@ def _safe_name(name: str) -> str:
     """An artifact file name that cannot leave its folder."""
     clean = "".join(c if c.isalnum() or c in "._-" else "_" for c in name).lstrip(".")
     return clean or "artifact"
-
-
-def tags_of(runs: Iterable[Any], key: str) -> list[str]:
-    return [r.data.tags.get(key, "") for r in runs]
 
 
 def check_reachable(uri: str) -> str | None:
