@@ -119,6 +119,9 @@ class _Checker:
         if name and not NAME_PATTERN.match(name):
             self.add("name", f"{name!r} must be letters, digits, '.', '_' or '-' (a folder name)")
         method = self.string(raw, "method", required=True)
+        known = config.group_options("method")
+        if method and method not in known:
+            self.add("method", f"{method!r} is not a registered method; one of {', '.join(known)}")
         base = self.mapping(raw, "base")
         for key in ("method", "seed"):
             if key in base:
@@ -147,7 +150,7 @@ class _Checker:
             for p in spec.parameters:
                 if not p.is_discrete:
                     self.add(f"parameters.{p.key}", "grid search needs `values` (or `value`)")
-        if not spec.parameters and spec.ablation is None:
+        if not raw.get("parameters") and raw.get("ablation") is None:
             self.add("parameters", "nothing to search: give `parameters` or an `ablation` block")
         for item in extra:
             if "=" not in item or item.startswith(("+", "~")):
