@@ -35,6 +35,8 @@ examples:
   ablate search search_spaces/quickstart.yaml --dry-run    # print the plan, run nothing
   ablate search search_spaces/quickstart.yaml              # run it (local Ray, SQLite MLflow)
   ablate methods                                           # registered methods and their knobs
+  ablate submit search_spaces/quickstart.yaml --address http://HEAD:8265 --follow \
+      --tracking-uri http://MLFLOW:5000 --storage s3://bucket/ablate   # on a Ray cluster
   mlflow ui --backend-store-uri sqlite:///mlflow.db        # review the runs
 """
 
@@ -80,7 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
     )
     search.add_argument(
-        "--address", help="Ray cluster address (default: start a local Ray on 127.0.0.1)"
+        "--address",
+        help="Ray cluster address, HEAD:6379 or `auto` (default: start a local Ray on "
+        "127.0.0.1); to run the driver on the cluster, use `ablate submit`",
+    )
+    search.add_argument(
+        "--storage",
+        metavar="PATH_OR_URI",
+        help="shared storage for a study on a multi-node cluster, instead of --results-dir: a "
+        "folder every node mounts at the same path (NFS) or an object store URI that pyarrow "
+        "opens (s3://bucket/prefix, gs://..., file:///...); checked from every node first",
     )
     search.add_argument(
         "--results-dir",
@@ -131,7 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
         "self-contained report.html. Writes RESULTS_DIR/STUDY/report/, logs it to the study's "
         "MLflow parent run, and rebuilds RESULTS_DIR/STUDY/optuna.db for optuna-dashboard.",
     )
-    report.add_argument("study", help="study name (a folder under --results-dir) or a folder path")
+    report.add_argument(
+        "study",
+        help="study name (a folder under --results-dir), a folder path, or a study on shared "
+        "storage (s3://bucket/prefix/STUDY: copied to --results-dir first)",
+    )
     report.add_argument("--results-dir", default="results", type=Path, help="default: ./results")
     report.add_argument("--tracking-uri", help="default: the URI the study was run with")
     report.add_argument(
@@ -145,8 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ablate.datasets import add_parser as add_data_parser  # argparse only: cheap
 
+    add_cluster_parsers(commands)
     add_data_parser(commands)
-
     methods = commands.add_parser("methods", help="list the registered methods and their knobs")
     methods.set_defaults(func=cmd_methods)
     return parser
@@ -161,7 +176,167 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 0
     from ablate.run import run_search
 
-    return run_search(spec, args.results_dir, args.tracking_uri, args.address, args.system_metrics)
+    return run_search(
+        spec,
+        args.results_dir,
+        args.tracking_uri,
+        args.address,
+        args.system_metrics,
+        storage=args.storage,
+    )
+
+
+SUBMIT_HELP = """\
+Validate FILE here, then run `ablate search` on a Ray cluster as a Ray job (Jobs API): the job
+uploads the working directory (the current one, or --working-dir; FILE must be inside it) and
+the ablate code, runs the driver on the head node and the trials on every node. It prints the
+job id; --follow streams the job's logs until it ends.
+
+A study on several machines needs storage they share (--storage: an NFS folder mounted on
+every node at the same path, or s3://, gs://, ... through pyarrow) and an MLflow tracking
+server they all reach (--tracking-uri http://HOST:5000); both are checked before anything is
+submitted, and again from every node before the first trial. On a cluster on this machine
+(--address http://127.0.0.1:8265) the defaults (./results, ./mlflow.db) work as they are.
+
+Token authentication (Ray 2.60's default) stays on: the token is read as Ray reads it,
+$RAY_AUTH_TOKEN, else the file named by $RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token
+(`ray get-auth-token` on the head node prints it), and sent with every request.
+"""
+
+CLUSTER_EPILOG = """\
+examples:
+  ablate submit search_spaces/quickstart.yaml --address http://HEAD:8265 \\
+      --tracking-uri http://MLFLOW:5000 --storage s3://bucket/ablate train.epochs=10
+  ablate status --address http://HEAD:8265               # the studies' jobs on the cluster
+  ablate logs quickstart --follow --address http://HEAD:8265
+  ablate stop quickstart --address http://HEAD:8265      # the study can be resubmitted to resume
+(--address defaults to $RAY_API_SERVER_ADDRESS, then $RAY_ADDRESS, then http://127.0.0.1:8265)
+See cluster/README.md for cluster configs (ray up, KubeRay) and an MLflow server recipe.
+"""
+
+
+def add_cluster_parsers(commands: argparse._SubParsersAction) -> None:
+    def address(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--address",
+            help="the cluster's dashboard / Jobs API, http://HEAD:8265 (default: "
+            "$RAY_API_SERVER_ADDRESS, $RAY_ADDRESS, else http://127.0.0.1:8265)",
+        )
+
+    submit = commands.add_parser(
+        "submit",
+        help="run a study on a Ray cluster as a Ray job",
+        description=SUBMIT_HELP,
+        epilog=CLUSTER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    submit.add_argument("file", metavar="FILE", help="search-space YAML (see search_spaces/)")
+    submit.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides")
+    address(submit)
+    submit.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking server the nodes reach (default: $MLFLOW_TRACKING_URI; "
+        "sqlite:///mlflow.db only for a cluster on this machine)",
+    )
+    submit.add_argument(
+        "--storage",
+        metavar="PATH_OR_URI",
+        help="shared results storage: NFS path or s3://, gs://, ... URI (needed on a remote "
+        "cluster; default on a cluster on this machine: ./results)",
+    )
+    submit.add_argument(
+        "--working-dir",
+        type=Path,
+        help="folder uploaded as the job's working directory (default: the current one)",
+    )
+    submit.add_argument(
+        "--pip",
+        nargs="?",
+        const="project",
+        metavar="REQUIREMENTS",
+        help="install packages on the cluster for this job (runtime_env pip): alone, ablate's "
+        "own dependencies; or a requirements file. Off by default: cluster images already "
+        "have torch, ray and the rest (cluster/Dockerfile)",
+    )
+    submit.add_argument("--system-metrics", action="store_true", help="as for `ablate search`")
+    submit.add_argument("--follow", action="store_true", help="stream the job's logs until it ends")
+    submit.set_defaults(func=cmd_submit)
+
+    status = commands.add_parser(
+        "status",
+        help="status of studies submitted to a Ray cluster",
+        description="Without JOB: every study job on the cluster, newest first. With a study "
+        "name: its latest job; or a job id.",
+        epilog=CLUSTER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    status.add_argument("job", nargs="?", metavar="JOB", help="study name or job id")
+    address(status)
+    status.set_defaults(func=cmd_status)
+
+    logs = commands.add_parser(
+        "logs",
+        help="logs of a submitted study",
+        description="The driver's output of a study's latest job (or a job id): the plan, "
+        "Ray Tune's trial table, the summary.",
+        epilog=CLUSTER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    logs.add_argument("job", metavar="JOB", help="study name or job id")
+    logs.add_argument("--follow", "-f", action="store_true", help="stream until the job ends")
+    address(logs)
+    logs.set_defaults(func=cmd_logs)
+
+    stop = commands.add_parser(
+        "stop",
+        help="stop a submitted study",
+        description="Stop a study's running job (or a job id). The driver gets SIGINT and "
+        "records the study as interrupted; submit the same file again to resume it.",
+        epilog=CLUSTER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    stop.add_argument("job", metavar="JOB", help="study name or job id")
+    address(stop)
+    stop.set_defaults(func=cmd_stop)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from ablate import cluster
+    from ablate import spec as specs
+
+    spec = specs.load(args.file, args.overrides)  # invalid: exit 2, nothing submitted
+    return cluster.submit(
+        spec,
+        cluster.Submission(
+            file=Path(args.file),
+            overrides=list(args.overrides),
+            address=args.address,
+            tracking_uri=args.tracking_uri,
+            storage=args.storage,
+            working_dir=args.working_dir,
+            pip=args.pip,
+            system_metrics=args.system_metrics,
+        ),
+        follow=args.follow,
+    )
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from ablate import cluster
+
+    return cluster.status(args.address, args.job)
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from ablate import cluster
+
+    return cluster.logs(args.address, args.job, follow=args.follow)
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from ablate import cluster
+
+    return cluster.stop(args.address, args.job)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -57,7 +57,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def resolve(study: str, results_dir: Path, uri: str | None, use_mlflow: bool = True) -> StudyInfo:
-    """The study's folder (a name under results_dir, or a path) and its MLflow parent run."""
+    """The study's folder (a name under results_dir, or a path) and its MLflow parent run.
+    A study on shared object storage (`s3://bucket/prefix/STUDY`) is copied to results_dir."""
+    if results.is_uri(study):
+        local = results_dir / study.rstrip("/").rpartition("/")[2]
+        results.download(study, [results.RESULTS_FILE, "study.json"], local)
+        study = str(local)
     folder = Path(study) if Path(study).is_dir() else results_dir / study
     folder = folder.resolve()
     if not (folder / results.RESULTS_FILE).exists() and not any(folder.glob("parts/*.parquet")):

@@ -12,10 +12,15 @@ Columns (see README "Results table"):
     one float64 column per metric (train/loss, train/lr, val/base, val/new, val/hm, test/...,
     diag/...), and one column per searched parameter under its dotted key (lists as JSON text).
 Dotted and slashed column names must be quoted in SQL engines such as duckdb: "val/hm".
+
+A study folder is a local path (an NFS mount included) or, for studies on a cluster, a URI that
+`pyarrow.fs` opens (`s3://bucket/prefix`, `gs://...`, `file:///...`): every function here takes
+either, and `probe` checks that a storage location can be written, read and cleaned up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -25,6 +30,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 KEY_COLUMNS = ("trial_key", "seed", "epoch")
@@ -41,6 +47,114 @@ FIXED = pa.schema(
     ]
 )
 RESULTS_FILE = "results.parquet"
+Location = Path | str  # a local folder, or a URI that pyarrow.fs opens (s3://, gs://, file://)
+
+
+def is_uri(location: Location) -> bool:
+    return isinstance(location, str) and "://" in location
+
+
+def join(folder: Location, *names: str) -> Location:
+    """folder/name/... for paths and URIs alike (Path would fold a URI's `//`)."""
+    if is_uri(folder):
+        return "/".join([str(folder).rstrip("/"), *names])
+    return Path(folder, *names)
+
+
+def study_location(root: Location, name: str) -> Location:
+    """The study's folder under a storage root: an absolute path, or a URI."""
+    return join(root, name) if is_uri(root) else Path(root).resolve() / name
+
+
+def _fs(location: Location) -> tuple[pafs.FileSystem, str]:
+    if is_uri(location):
+        return pafs.FileSystem.from_uri(str(location))
+    return pafs.LocalFileSystem(), os.path.abspath(location)
+
+
+def exists(location: Location) -> bool:
+    fs, path = _fs(location)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def makedirs(folder: Location) -> None:
+    fs, path = _fs(folder)
+    fs.create_dir(path, recursive=True)
+
+
+def _write_atomic(fs: pafs.FileSystem, target: str, write: Any) -> None:
+    """A whole file or none: a temporary file and a rename where renames are atomic (local
+    disks, NFS); object stores make a single upload visible at once, so it goes straight there."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        tmp = f"{target.rsplit('/', 1)[0]}/.tmp-{uuid.uuid4().hex}"
+        write(tmp)
+        fs.move(tmp, target)
+    else:
+        write(target)
+
+
+def write_text(folder: Location, name: str, text: str) -> None:
+    fs, path = _fs(folder)
+    fs.create_dir(path, recursive=True)
+
+    def write(target: str) -> None:
+        with fs.open_output_stream(target) as out:
+            out.write(text.encode())
+
+    _write_atomic(fs, f"{path}/{name}", write)
+
+
+def read_text(folder: Location, name: str) -> str | None:
+    """The file's text, or None when it does not exist."""
+    fs, path = _fs(folder)
+    try:
+        with fs.open_input_stream(f"{path}/{name}") as src:
+            return src.read().decode()
+    except FileNotFoundError:
+        return None
+
+
+def probe(location: Location) -> str | None:
+    """None when `location` takes a file, gives it back and lets it be deleted; else why not.
+
+    The pre-flight check of shared storage (`--storage`), before a study starts."""
+    name = f".ablate-probe-{uuid.uuid4().hex}"
+    token = uuid.uuid4().hex
+    try:
+        write_text(location, name, token)
+    except Exception as err:
+        return f"cannot write {join(location, name)}: {_reason(err)}"
+    try:
+        back = read_text(location, name)
+        if back != token:
+            return f"wrote {join(location, name)} but read back {back!r}"
+        fs, path = _fs(location)
+        fs.delete_file(f"{path}/{name}")
+    except Exception as err:
+        return f"wrote {join(location, name)} but could not read or delete it: {_reason(err)}"
+    return None
+
+
+def check_readable(location: Location, name: str, token: str) -> str | None:
+    """None when `location/name` holds `token` (another node wrote it); else why not."""
+    try:
+        back = read_text(location, name)
+    except Exception as err:
+        return _reason(err)
+    if back is None:
+        return f"{join(location, name)} does not exist here (not shared storage?)"
+    return None if back == token else f"{join(location, name)} holds something else"
+
+
+def remove(location: Location, name: str) -> None:
+    fs, path = _fs(location)
+    with contextlib.suppress(FileNotFoundError):
+        fs.delete_file(f"{path}/{name}")
+
+
+def _reason(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:300] if text else ''}"
 
 
 def cell(value: Any) -> Any:
@@ -58,15 +172,36 @@ def uncell(value: Any) -> Any:
     return value
 
 
-def write_part(rows: list[dict[str, Any]], folder: Path, name: str) -> Path:
-    """Write `rows` to folder/parts/part-<name>.parquet via a temporary file and a rename."""
-    parts = folder / "parts"
-    parts.mkdir(parents=True, exist_ok=True)
-    target = parts / f"part-{name}.parquet"
-    tmp = parts / f".tmp-{uuid.uuid4().hex}"
-    pq.write_table(_table(rows), tmp)
-    os.replace(tmp, target)
-    return target
+def write_part(rows: list[dict[str, Any]], folder: Location, name: str) -> Location:
+    """Write `rows` to folder/parts/part-<name>.parquet, whole or not at all."""
+    fs, path = _fs(folder)
+    fs.create_dir(f"{path}/parts", recursive=True)
+    table = _table(rows)
+    _write_atomic(
+        fs, f"{path}/parts/part-{name}.parquet", lambda t: pq.write_table(table, t, filesystem=fs)
+    )
+    return join(folder, "parts", f"part-{name}.parquet")
+
+
+def _parts(folder: Location) -> tuple[pafs.FileSystem, str, list[str]]:
+    """The filesystem, the folder's path on it, and its parts (sorted paths)."""
+    fs, path = _fs(folder)
+    selector = pafs.FileSelector(f"{path}/parts", allow_not_found=True)
+    parts = [
+        info.path
+        for info in fs.get_file_info(selector)
+        if info.base_name.startswith("part-") and info.base_name.endswith(".parquet")
+    ]
+    return fs, path, sorted(parts)
+
+
+def _tables(fs: pafs.FileSystem, path: str, parts: list[str]) -> list[pa.Table]:
+    """results.parquet (when there is one) then every part."""
+    tables = [pq.read_table(p, filesystem=fs) for p in parts]
+    target = f"{path}/{RESULTS_FILE}"
+    if fs.get_file_info(target).type != pafs.FileType.NotFound:
+        tables.insert(0, pq.read_table(target, filesystem=fs))
+    return tables
 
 
 def _table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -83,29 +218,39 @@ def _infer_field(column: str, rows: list[dict[str, Any]]) -> pa.Field:
     return pa.field(column, pa.array(values).type if values else pa.null())
 
 
-def compact(folder: Path, statuses: Mapping[str, str] | None = None) -> Path:
-    """Merge every part into results.parquet (last write wins per key); stamp final statuses."""
-    parts = sorted((folder / "parts").glob("part-*.parquet"))
-    target = folder / RESULTS_FILE
-    tables = [pq.read_table(p) for p in parts]
-    if target.exists():
-        tables.insert(0, pq.read_table(target))
+def compact(
+    folder: Location,
+    statuses: Mapping[str, str] | None = None,
+    nodes: Mapping[str, str] | None = None,
+) -> Location:
+    """Merge every part into results.parquet (last write wins per key); stamp final statuses
+    and, for studies on a cluster, the Ray node each trial ran on (column `node`)."""
+    fs, path, parts = _parts(folder)
+    target = join(folder, RESULTS_FILE)
+    tables = _tables(fs, path, parts)
     if not tables:
         return target
     table = pa.concat_tables(tables, promote_options="permissive")
     table = _dedupe(table)
+    keys = table.column("trial_id").to_pylist()
     if statuses:
         current = table.column("status").to_pylist()
-        keys = table.column("trial_id").to_pylist()
         stamped = [statuses.get(k, s) for k, s in zip(keys, current)]
         table = table.set_column(
             table.schema.get_field_index("status"), "status", pa.array(stamped)
         )
-    tmp = folder / f".tmp-{uuid.uuid4().hex}"
-    pq.write_table(table, tmp)
-    os.replace(tmp, target)
+    if nodes:
+        current = table.column("node").to_pylist() if "node" in table.column_names else None
+        stamped = [nodes.get(k, current[i] if current else None) for i, k in enumerate(keys)]
+        column = pa.array(stamped, pa.string())
+        if current is None:
+            table = table.append_column("node", column)
+        else:
+            table = table.set_column(table.schema.get_field_index("node"), "node", column)
+    _write_atomic(fs, f"{path}/{RESULTS_FILE}", lambda t: pq.write_table(table, t, filesystem=fs))
     for part in parts:  # merged: a later compaction must not let their stale statuses win
-        part.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            fs.delete_file(part)
     return target
 
 
@@ -118,21 +263,43 @@ def _dedupe(table: pa.Table) -> pa.Table:
     return table.take(order)
 
 
-def read(path: Path) -> pa.Table:
-    return pq.read_table(path)
+def read(path: Location) -> pa.Table:
+    fs, where = _fs(path)
+    return pq.read_table(where, filesystem=fs)
 
 
-def read_all(folder: Path) -> pa.Table | None:
+def has_results(folder: Location) -> bool:
+    fs, path, parts = _parts(folder)
+    return bool(parts) or fs.get_file_info(f"{path}/{RESULTS_FILE}").type != pafs.FileType.NotFound
+
+
+def read_all(folder: Location) -> pa.Table | None:
     """results.parquet plus every part not compacted yet (a killed driver leaves parts), deduped."""
-    tables = [pq.read_table(p) for p in sorted((folder / "parts").glob("part-*.parquet"))]
-    if (folder / RESULTS_FILE).exists():
-        tables.insert(0, pq.read_table(folder / RESULTS_FILE))
+    tables = _tables(*_parts(folder))
     if not tables:
         return None
     return _dedupe(pa.concat_tables(tables, promote_options="permissive"))
 
 
-def finished_cells(folder: Path, trial_key: str, epochs: int) -> dict[int, list[dict[str, Any]]]:
+def download(folder: Location, names: list[str], local: Path) -> list[str]:
+    """Copy the named files of a study folder (a URI) into `local`; returns those it found."""
+    local.mkdir(parents=True, exist_ok=True)
+    fs, path = _fs(folder)
+    found = []
+    for name in names:
+        try:
+            with fs.open_input_stream(f"{path}/{name}") as src:
+                data = src.read()
+        except FileNotFoundError:
+            continue
+        (local / name).write_bytes(data)
+        found.append(name)
+    return found
+
+
+def finished_cells(
+    folder: Location, trial_key: str, epochs: int
+) -> dict[int, list[dict[str, Any]]]:
     """seed -> its rows (epoch 1..epochs) for the seeds of `trial_key` trained to the end."""
     table = read_all(folder)
     if table is None:
@@ -149,7 +316,7 @@ def finished_cells(folder: Path, trial_key: str, epochs: int) -> dict[int, list[
     return cells
 
 
-def rows(folder: Path) -> list[dict[str, Any]]:
+def rows(folder: Location) -> list[dict[str, Any]]:
     """Every row of the study's table (parts not compacted yet included), as dicts."""
     table = read_all(folder)
     return [] if table is None else table.to_pylist()

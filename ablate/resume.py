@@ -14,10 +14,7 @@ file's hash. Running `ablate search FILE` again then:
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from ablate import results, space
@@ -37,42 +34,41 @@ class StudyState:
     status: str  # running | finished | interrupted
     invocation: int = 1
 
-    def save(self, study_dir: Path) -> None:
-        tmp = study_dir / f".tmp-{uuid.uuid4().hex}"
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        os.replace(tmp, study_dir / STATE_FILE)
+    def save(self, study_dir: results.Location) -> None:
+        results.write_text(study_dir, STATE_FILE, json.dumps(asdict(self), indent=1))
 
 
-def load_state(study_dir: Path) -> StudyState | None:
-    path = study_dir / STATE_FILE
-    if not path.exists():
+def load_state(study_dir: results.Location) -> StudyState | None:
+    text = results.read_text(study_dir, STATE_FILE)
+    if text is None:
         return None
     try:
-        return StudyState(**json.loads(path.read_text()))
+        return StudyState(**json.loads(text))
     except (ValueError, TypeError):
+        path = results.join(study_dir, STATE_FILE)
         print(f"ablate: ignoring unreadable {path}; starting the study afresh")
         return None
 
 
-def decide(spec: StudySpec, state: StudyState | None, uri: str, study_dir: Path) -> str:
+def decide(spec: StudySpec, state: StudyState | None, uri: str, study_dir: results.Location) -> str:
     """new | resume | done | extend."""
     if state is None or state.tracking_uri != uri:
         return "extend" if _has_results(study_dir) else "new"
     same_file = state.spec_sha256 == spec.sha256
-    if same_file and state.status != "finished" and can_restore(Path(state.ray_dir)):
+    if same_file and state.status != "finished" and can_restore(state.ray_dir):
         return "resume"
     if same_file and state.status == "finished":
         return "done"
     return "extend"
 
 
-def _has_results(study_dir: Path) -> bool:
-    return (study_dir / results.RESULTS_FILE).exists() or any(study_dir.glob("parts/*.parquet"))
+def _has_results(study_dir: results.Location) -> bool:
+    return results.has_results(study_dir)
 
 
-def extension(spec: StudySpec, study_dir: Path, invocation: int) -> Launch:
+def extension(spec: StudySpec, study_dir: results.Location, invocation: int) -> Launch:
     """A new Ray experiment that continues from what the results table holds."""
-    ray_dir = study_dir / "ray" / f"{spec.name}-{invocation}"
+    ray_dir = results.join(study_dir, "ray", f"{spec.name}-{invocation}")
     finished = finished_configs(spec, study_dir)
     if spec.search.algorithm == "grid" or not finished:
         # the grid runs again: finished cells are reused, not retrained
@@ -87,7 +83,7 @@ def extension(spec: StudySpec, study_dir: Path, invocation: int) -> Launch:
 
 
 def finished_configs(
-    spec: StudySpec, study_dir: Path
+    spec: StudySpec, study_dir: results.Location
 ) -> list[tuple[dict[str, Any], set[int], float]]:
     """(sampled params, seeds done, seed-mean metric at the last epoch) per finished config."""
     table = results.read_all(study_dir)

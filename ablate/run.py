@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ablate import __version__, results, study, tracking
+from ablate import __version__, cluster_nodes, results, study, tracking
 from ablate import spool as spool_calls
 from ablate.errors import ConfigError
 from ablate.resume import StudyState, decide, extension, load_state
@@ -23,6 +23,7 @@ def run_search(
     tracking_uri: str | None,
     address: str | None,
     system_metrics: bool = False,
+    storage: str | None = None,
 ) -> int:
     started = time.monotonic()
     uri = tracking_uri or tracking.default_tracking_uri()
@@ -33,15 +34,16 @@ def run_search(
     plan = describe_plan(spec)
     print(plan, "\n", flush=True)
     study.connect(address)
-    study.check_resources(spec)  # before anything is logged
-    study_dir = (results_dir / spec.name).resolve()
+    cluster_nodes.check_resources(spec)  # before anything is logged
+    check_cluster(storage, uri)
+    study_dir = results.study_location(storage or results_dir, spec.name)
     state = load_state(study_dir)
     mode = decide(spec, state, uri, study_dir)
     if mode == "done":
         print(f"ablate: study {spec.name!r} already finished with this file; nothing to run.")
         print("ablate: add trials or seeds to the file to extend it, or change `name`.")
         return 0
-    study_dir.mkdir(parents=True, exist_ok=True)
+    results.makedirs(study_dir)
     tracker, launch, state = _prepare(spec, mode, state, uri, study_dir, plan)
     if launch.num_trials is not None and launch.num_trials <= 0:
         state.status = "finished"
@@ -58,7 +60,10 @@ def run_search(
         print(f"ablate: interrupted; run the same command again to resume ({study_dir})")
         return 130
     statuses = {t.trial_id: t.status for t in outcome.trials}
-    table_path = results.compact(study_dir, statuses)
+    nodes = {t.trial_id: t.node for t in outcome.trials if t.node}
+    table_path = results.compact(
+        study_dir, statuses, nodes if cluster_nodes.node_count() > 1 else None
+    )
     _settle_tracking(tracker, statuses, study_dir)
     unfinished = any(t.status == "unfinished" for t in outcome.trials)
     state.status = "interrupted" if unfinished else "finished"
@@ -73,7 +78,52 @@ def run_search(
     return 0 if counts["completed"] or counts["pruned"] else 1
 
 
-def _settle_tracking(tracker: tracking.Tracker, statuses: dict[str, str], study_dir: Path) -> None:
+def check_cluster(storage: str | None, uri: str) -> None:
+    """On a cluster of several machines, trials write to storage and MLflow from every node:
+    refuse a local results folder or a file-based tracking store (each machine would get its
+    own), then check from every node that the storage is shared and MLflow answers."""
+    machines = cluster_nodes.machines()
+    if len(machines) > 1:
+        problems = []
+        if storage is None:
+            problems.append(
+                "--storage is needed: trials on other machines would write their checkpoints "
+                "and result parts to their own disks, where the driver never sees them; pass "
+                "a folder every node mounts at the same path (NFS) or an object store URI "
+                "(s3://bucket/prefix, gs://...)"
+            )
+        if tracking.is_local_store(uri):
+            problems.append(
+                f"the MLflow store {uri} is a file on this machine; every node logs to it, so "
+                "use a tracking server they all reach (--tracking-uri http://HOST:5000, see "
+                "cluster/mlflow/)"
+            )
+        if problems:
+            where = ", ".join(sorted(machines))
+            raise ConfigError(
+                f"this Ray cluster has nodes on {len(machines)} machines ({where}):\n"
+                + "\n".join(f"  {p}" for p in problems)
+            )
+    if storage is not None or cluster_nodes.node_count() > 1:
+        problems = cluster_nodes.preflight(storage, uri)
+        if problems:
+            raise ConfigError(
+                "pre-flight check of the cluster failed; nothing was started:\n"
+                + "\n".join(f"  {p}" for p in problems)
+            )
+
+
+def _spool_dir(study_dir: results.Location) -> str:
+    """Where tracking calls wait for an unreachable MLflow: in the study folder, or, when that
+    is an object store, in ./results/<study>/ on the driver's disk."""
+    if results.is_uri(study_dir):
+        return str((Path("results") / Path(str(study_dir)).name / SPOOL_DIR).resolve())
+    return str(Path(study_dir) / SPOOL_DIR)
+
+
+def _settle_tracking(
+    tracker: tracking.Tracker, statuses: dict[str, str], study_dir: results.Location
+) -> None:
     """Deliver what waited for an unreachable MLflow, then close runs left RUNNING."""
     spool = Path(tracker.spool_dir)
     spool_calls.stop_spooling(spool)  # the driver tries the server again
@@ -82,7 +132,7 @@ def _settle_tracking(tracker: tracking.Tracker, statuses: dict[str, str], study_
         if waiting:
             print(
                 f"ablate: {waiting} MLflow calls wait in {spool} (the tracking server is "
-                f"unreachable); run `ablate sync {study_dir.name}` when it is back."
+                f"unreachable); run `ablate sync {Path(str(study_dir)).name}` when it is back."
             )
         elif delivered:
             print(f"ablate: delivered {delivered} MLflow calls that waited for the server.")
@@ -97,20 +147,21 @@ def _prepare(
     mode: str,
     state: StudyState | None,
     uri: str,
-    study_dir: Path,
+    study_dir: results.Location,
     plan: str,
 ) -> tuple[tracking.Tracker, study.Launch, StudyState]:
     """The MLflow parent run and the Ray launch for a new, resumed or extended study."""
     if mode == "resume" and state is not None:
         print(f"ablate: resuming the interrupted study {spec.name!r} (parent run "
               f"{state.parent_run_id})", flush=True)  # fmt: skip
-        spool = str(study_dir / SPOOL_DIR)
+        spool = _spool_dir(study_dir)
         tracker = tracking.Tracker(uri, state.experiment_id, state.parent_run_id, spool)
         tracker.reopen(state.parent_run_id)
         tracker.set_tags(state.parent_run_id, {"ablate.resumed": str(state.invocation)})
         state.status = "running"
         state.save(study_dir)
-        return tracker, study.Launch(Path(state.ray_dir), restore=True), state
+        ray_dir = state.ray_dir if results.is_uri(state.ray_dir) else Path(state.ray_dir)
+        return tracker, study.Launch(ray_dir, restore=True), state
     invocation = state.invocation + 1 if state else 1
     if mode == "extend":
         launch = extension(spec, study_dir, invocation)
@@ -121,8 +172,8 @@ def _prepare(
             flush=True,
         )
     else:
-        launch = study.Launch(study_dir / "ray" / spec.name)
-    tracker = tracking.Tracker(uri, spool_dir=str(study_dir / SPOOL_DIR)).start_study(
+        launch = study.Launch(results.join(study_dir, "ray", spec.name))
+    tracker = tracking.Tracker(uri, spool_dir=_spool_dir(study_dir)).start_study(
         spec.name, spec.description, _plan_params(spec), _study_tags(spec)
     )
     tracker.log_study_file(spec.path)
@@ -163,7 +214,7 @@ def _study_tags(spec: StudySpec) -> dict[str, str]:
 def summary(
     spec: StudySpec,
     outcome: study.StudyOutcome,
-    table_path: Path,
+    table_path: results.Location,
     tracker: tracking.Tracker,
     seconds: float,
 ) -> str:
@@ -193,7 +244,7 @@ def summary(
     for t in outcome.trials:
         if t.status == "failed":
             lines.append(f"Failed: {t.name}: {t.error}")
-    rows = results.read(table_path).num_rows if table_path.exists() else 0
+    rows = results.read(table_path).num_rows if results.exists(table_path) else 0
     lines += [
         f"Results table: {table_path} ({rows} rows)",
         f"MLflow: experiment {spec.name!r} (id {tracker.experiment_id}), parent run "

@@ -8,8 +8,10 @@ epoch (one `report` per epoch) as the fidelity. Final MLflow statuses are writte
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +30,8 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.stopper import Stopper
 
-from ablate import space, trial
-from ablate.errors import Problem, SpecError
+from ablate import cluster_nodes, config, results, space, trial
+from ablate.errors import ConfigError
 from ablate.spec import Scheduler, StudySpec
 from ablate.tracking import Tracker
 
@@ -62,6 +64,7 @@ class TrialOutcome:
     params: dict[str, Any]
     metric: float | None  # the seed mean of the study metric at the last reported epoch
     error: str = ""
+    node: str = ""  # the Ray node id the trial last ran on
 
 
 @dataclass
@@ -79,30 +82,45 @@ def connect(address: str | None) -> None:
         return
     # Ray 2.60 turns token authentication on by default (token in ~/.ray/auth_token, generated
     # on first start); ablate leaves it on and never sets RAY_AUTH_MODE itself.
+    if address and address.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"--address {address} is a Ray dashboard (Jobs API) address: submit the study "
+            f"there with `ablate submit FILE --address {address}`, or give `ablate search` the "
+            "cluster's GCS address (HEAD:6379) to run the driver here"
+        )
     if address:
-        ray.init(address=address, log_to_driver=True)
+        cwd = os.getcwd()
+        try:
+            ray.init(address=address, log_to_driver=True)
+        except ConnectionError as err:
+            raise ConfigError(f"cannot join the Ray cluster at {address}: {err}") from err
+        except Exception as err:
+            if type(err).__name__ != "AuthenticationError":
+                raise
+            raise ConfigError(
+                f"the Ray cluster at {address} refused this driver's token: {err}\n"
+                "Ray reads the token from $RAY_AUTH_TOKEN, else the file named by "
+                "$RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token; `ray get-auth-token` on the "
+                "head node prints the cluster's."
+            ) from err
+        try:
+            os.getcwd()
+        except FileNotFoundError:
+            # a job's working_dir re-extracted under the driver (eager install by another node
+            # on this disk) leaves the driver's cwd dangling; the same path is back
+            os.chdir(cwd)
     else:
         ray.init(include_dashboard=False, _node_ip_address="127.0.0.1")
 
 
-def can_restore(ray_dir: Path) -> bool:
-    """Whether a Ray experiment folder holds a study that Tuner.restore can continue."""
-    return ray_dir.exists() and tune.Tuner.can_restore(str(ray_dir))
-
-
-def check_resources(spec: StudySpec) -> None:
-    """Fail before launching when no node could ever place one trial (it would pend forever)."""
-    total = ray.cluster_resources()
-    wanted = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
-    missing = [
-        f"resources.{name.lower()}: a trial asks for {amount:g} {name} but the cluster has "
-        f"{total.get(name, 0):g} (lower it, or use a cluster that has {name})"
-        for name, amount in wanted.items()
-        if amount > total.get(name, 0)
-    ]
-    if missing:
-        problems = [Problem(str(spec.path), "", reason) for reason in missing]
-        raise SpecError(problems)
+def can_restore(ray_dir: Path | str) -> bool:
+    """Whether a Ray experiment folder (a path or a URI) holds a study Tuner.restore continues."""
+    if not results.is_uri(ray_dir) and not Path(ray_dir).exists():
+        return False
+    try:
+        return tune.Tuner.can_restore(str(ray_dir))
+    except Exception:  # an unreachable or foreign storage location: start afresh
+        return False
 
 
 @dataclass
@@ -122,7 +140,7 @@ class Prior:
 class Launch:
     """Where and how this invocation runs: a new Ray experiment, or the restore of one."""
 
-    ray_dir: Path  # <results>/<study>/ray/<experiment name>
+    ray_dir: Path | str  # <results>/<study>/ray/<experiment name>; a URI on shared storage
     restore: bool = False
     prior: Prior | None = None
     num_trials: int | None = None  # None = the file's
@@ -132,34 +150,37 @@ class Launch:
 def run_study(
     spec: StudySpec,
     tracker: Tracker,
-    study_dir: Path,
+    study_dir: results.Location,
     launch: Launch,
     system_metrics: bool = False,
 ) -> StudyOutcome:
     epochs = spec.max_epochs()
     guard = _StatusCallback(tracker, epochs, fail_limit=min(3, spec.num_trials))
+    pending = PendingNotice(cluster_nodes.wanted(spec))
     trainable = tune.with_resources(
-        _make_trainable(spec, tracker, study_dir, system_metrics),
-        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+        _make_trainable(spec, tracker, study_dir, system_metrics), _trial_resources(spec)
     )
     if launch.restore:
         tuner = tune.Tuner.restore(str(launch.ray_dir), trainable, resume_unfinished=True)
     else:
+        storage_path, _, name = str(launch.ray_dir).rstrip("/").rpartition("/")
         tuner = tune.Tuner(
             trainable,
             tune_config=_tune_config(spec, epochs, launch),
             run_config=tune.RunConfig(
-                name=launch.ray_dir.name,
-                storage_path=str(launch.ray_dir.parent),
+                name=name,
+                storage_path=storage_path,
                 failure_config=tune.FailureConfig(max_failures=spec.retries),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=[guard],
+                callbacks=[guard, pending],
                 stop=guard,
                 verbose=1,
             ),
         )
     grid = tuner.fit()
     outcome = _outcome(grid, spec, guard.statuses, epochs)
+    for t in outcome.trials:
+        t.node = guard.nodes.get(t.trial_id, "")
     outcome.stopped_early = guard.stop_all()
     return outcome
 
@@ -185,10 +206,44 @@ def _tune_config(spec: StudySpec, epochs: int, launch: Launch) -> tune.TuneConfi
     )
 
 
+def _trial_resources(spec: StudySpec) -> dict[str, float] | Callable[[dict], Any]:
+    """What one trial asks Ray for. With `resources.gpu: auto` the GPU share is measured per
+    configuration by a short probe on a GPU (trainers.probe), so Ray packs as many trials on a
+    GPU as fit in its memory; configurations that differ only in optimiser settings share one
+    measurement."""
+    if not spec.resources.gpu_auto:
+        return {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    from trainers import probe
+
+    measure = ray.remote(num_cpus=0, num_gpus=probe.STEP)(_measured_share)
+    shares: dict[str, float] = {}
+
+    def resources(params: dict[str, Any]) -> tune.PlacementGroupFactory:
+        values = space.decode({k: v for k, v in params.items() if k != TRIAL_NUMBER})
+        cfg = config.compose(spec.trial_overrides(values))
+        key = probe.memory_key(cfg)
+        if key not in shares:
+            shares[key] = ray.get(measure.remote(cfg))
+        return tune.PlacementGroupFactory([{"CPU": spec.resources.cpu, "GPU": shares[key]}])
+
+    return resources
+
+
+def _measured_share(cfg: Any) -> float:
+    from trainers import probe
+
+    peak, total = probe.peak_gpu_memory(cfg)
+    share = probe.gpu_share(peak, total)
+    print(f"ablate: a trial of this configuration peaks at {peak / 2**30:.2f} GiB of "
+          f"{total / 2**30:.0f} GiB; it asks for {share:g} GPU")  # fmt: skip
+    return share
+
+
 def _make_trainable(
-    spec: StudySpec, tracker: Tracker, study_dir: Path, system_metrics: bool
+    spec: StudySpec, tracker: Tracker, study_dir: results.Location, system_metrics: bool
 ) -> Callable:
     threads = max(1, int(spec.resources.cpu))
+    folder = study_dir if results.is_uri(study_dir) else Path(study_dir).resolve()
 
     def trainable(params: dict[str, Any]) -> None:
         import torch
@@ -197,13 +252,14 @@ def _make_trainable(
         params = dict(params)
         name = trial_name(params.pop(TRIAL_NUMBER, None))
         trial_id = tune.get_context().get_trial_id()
-        ctx = trial.TrialContext(trial_id, name, study_dir.resolve(), tracker, system_metrics)
+        ctx = trial.TrialContext(trial_id, name, folder, tracker, system_metrics)  # type: ignore[arg-type]
         trial.run(spec, params, _report_with_checkpoint, ctx, resume=_restore())
 
     return trainable
 
 
 STATE_FILE = "state.pt"
+NODE = "node_id"  # in every result: the Ray node the trial runs on (the driver records it)
 
 
 def _report_with_checkpoint(metrics: dict[str, float], state: dict[str, Any]) -> None:
@@ -211,9 +267,11 @@ def _report_with_checkpoint(metrics: dict[str, float], state: dict[str, Any]) ->
     (HyperBand and median stopping pause; failures retry) continues where it stopped."""
     import torch
 
+    node = ray.get_runtime_context().get_node_id()
     with tempfile.TemporaryDirectory() as folder:
         torch.save(state, Path(folder) / STATE_FILE)
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        checkpoint = tune.Checkpoint.from_directory(folder)
+        tune.report({**metrics, NODE: node}, checkpoint=checkpoint)
 
 
 def _restore() -> dict[str, Any] | None:
@@ -250,6 +308,7 @@ class _StatusCallback(tune.Callback, Stopper):
         self.epochs = epochs
         self.fail_limit = fail_limit
         self.statuses: dict[str, str] = {}
+        self.nodes: dict[str, str] = {}  # trial id -> the Ray node it last reported from
         self.reported = False
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
@@ -259,6 +318,19 @@ class _StatusCallback(tune.Callback, Stopper):
     def stop_all(self) -> bool:
         failed = sum(s == "failed" for s in self.statuses.values())
         return not self.reported and failed >= self.fail_limit
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        node = result.get(NODE)
+        if node and self.nodes.get(trial.trial_id) != node:  # its first result, or it moved
+            self.nodes[trial.trial_id] = node
+            tags = {"ablate.node": node, "ablate.node_ip": str(result.get("node_ip", ""))}
+            try:
+                for run in self.tracker.runs_of_trial(trial.trial_id):
+                    self.tracker.set_tags(run.info.run_id, tags)
+            except Exception as err:  # tracking trouble must not stop the study
+                print(f"ablate: could not tag trial {trial.trial_id} with its node: {err}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         epoch = int(trial.last_result.get(FIDELITY, 0))
@@ -278,6 +350,37 @@ class _StatusCallback(tune.Callback, Stopper):
                     self.tracker.finish_run(run.info.run_id, status, tags)
         except Exception as err:  # tracking trouble must not stop the study
             print(f"ablate: could not record {status} for trial {trial_id} in MLflow: {err}")
+
+
+class PendingNotice(tune.Callback):
+    """Says why trials wait: when trials have been PENDING for `after` seconds while none of
+    the study runs (nothing of ours will free resources), it prints, every `every` seconds,
+    what one trial needs and what each node has free, naming the resource that is short."""
+
+    def __init__(self, wanted: dict[str, float], after: float | None = None, every: float = 120):
+        self.wanted = wanted
+        self.after = (
+            float(os.environ.get("ABLATE_PENDING_NOTICE_S", 60)) if after is None else after
+        )
+        self.every = every
+        self.since: dict[str, float] = {}
+        self.last = 0.0
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        now = time.monotonic()
+        pending = [t for t in trials if t.status == "PENDING"]
+        self.since = {t.trial_id: self.since.get(t.trial_id, now) for t in pending}
+        running = any(t.status == "RUNNING" for t in trials)
+        waited = max((now - s for s in self.since.values()), default=0.0)
+        if running or waited < self.after or now - self.last < self.every:
+            return
+        self.last = now
+        try:
+            free = cluster_nodes.free_per_node()
+        except Exception as err:
+            print(f"ablate: {len(pending)} trials pending for {waited:.0f} s ({err})", flush=True)
+            return
+        print(cluster_nodes.pending_message(self.wanted, len(pending), waited, free), flush=True)
 
 
 def _error_text(trial: Any) -> str:

@@ -10,7 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SEAMS = {
-    "ray": {"ablate/study.py"},
+    "ray": {"ablate/study.py", "ablate/cluster.py", "ablate/cluster_nodes.py"},  # Tune; Jobs; nodes
     "mlflow": {"ablate/tracking.py"},
     "optuna": {"ablate/space.py"},
     "hydra": {"ablate/config.py"},
