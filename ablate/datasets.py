@@ -3,12 +3,16 @@
 `check` reads a dataset exactly as a trial would (split file, class list, labels) and looks for
 every image it lists, so a broken download is found here rather than in every trial of a study.
 `prepare` fetches the images with torchvision's public downloaders; CoOp's split files come from
-CoOp's DATASETS.md links (Google Drive), which no public library downloads.
+CoOp's DATASETS.md links (Google Drive), which no public library downloads. For the class-folder
+datasets CoOp split itself (caltech101, dtd, eurosat, food101) `prepare` links the downloaded
+image folder into CoOp's layout and writes a split file made CoOp's way (trainers.data.splits)
+when none is there. For a fusion dataset it converts `manifest.parquet` to `manifest.jsonl`.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,14 @@ TORCHVISION = {
     "sun397": ("SUN397", {}),
 }
 COOP_DATASETS_MD = "https://github.com/KaiyangZhou/CoOp/blob/main/DATASETS.md"
+# where torchvision puts the class folders, under root/<folder>/torchvision/
+TORCHVISION_IMAGES = {
+    "caltech101": "caltech101/101_ObjectCategories",
+    "dtd": "dtd/dtd/images",
+    "eurosat": "eurosat/2750",
+    "food101": "food-101/images",
+}
+FUSION_NAMES = ("mm_imdb", "snli_ve", "upmc_food101")  # trainers.data.fusion.FUSION
 
 
 def add_parser(commands: Any) -> None:
@@ -42,7 +54,7 @@ def add_parser(commands: Any) -> None:
     )
     check.set_defaults(func=run_check)
     prepare = actions.add_parser("prepare", help="download a dataset's images with torchvision")
-    prepare.add_argument("dataset", choices=sorted(TORCHVISION))
+    prepare.add_argument("dataset", choices=sorted(TORCHVISION) + list(FUSION_NAMES))
     prepare.add_argument("--root", required=True, help="where the dataset's folder goes")
     prepare.set_defaults(func=run_prepare)
 
@@ -70,6 +82,8 @@ def inspect_dataset(name: str, root: str | None, full: bool) -> tuple[list[str],
     cfg = DataConfig(name=name, root=root)
     problems = check(cfg)
     layout = LAYOUTS.get(name)
+    if not problems and layout is None:
+        return _other_summary(cfg, full)
     if problems or layout is None:
         return problems, f"{name}: ok"
     try:
@@ -89,8 +103,36 @@ def inspect_dataset(name: str, root: str | None, full: bool) -> tuple[list[str],
     return problems, summary
 
 
+def _other_summary(cfg: Any, full: bool) -> tuple[list[str], str]:
+    """The summary line of an ImageNet variant, a fusion manifest or a packaged dataset."""
+    from trainers.data import fusion, imagenet_variants
+    from trainers.data.layouts import DatasetLayoutError
+
+    try:
+        if cfg.name in imagenet_variants.VARIANTS:
+            variant = imagenet_variants.VARIANTS[cfg.name]
+            classnames, items = imagenet_variants.read(cfg, variant)
+            return [], (
+                f"{cfg.name}: ok, {len(classnames)} classes, {len(items)} test images "
+                f"(full download: {variant.classes} classes)"
+            )
+        if cfg.name in fusion.FUSION:
+            layout = fusion.FUSION[cfg.name]
+            if full and (problems := fusion.check(cfg, layout, full=True)):
+                return problems, ""
+            classes, examples = fusion.read(cfg, layout)
+            counts = " / ".join(f"{sum(e.split == s for e in examples)} {s}" for s in fusion.SPLITS)
+            kind = "multi-label" if layout.multi_label else "single-label"
+            return [], f"{cfg.name}: ok, {len(classes)} classes ({kind}), {counts} examples"
+    except DatasetLayoutError as err:
+        return err.problems, ""
+    return [], f"{cfg.name}: ok"
+
+
 def run_prepare(args: argparse.Namespace) -> int:
     """Download with torchvision into root/<folder>/torchvision/; 1 when offline."""
+    if args.dataset in FUSION_NAMES:
+        return prepare_fusion(args.dataset, args.root)
     import torchvision.datasets as tvd
 
     from trainers.data.layouts import LAYOUTS
@@ -105,9 +147,80 @@ def run_prepare(args: argparse.Namespace) -> int:
         hint = f"error: no network? download it by hand, as {COOP_DATASETS_MD} says"
         print(hint, file=sys.stderr)
         return 1
+    if args.dataset in TORCHVISION_IMAGES:
+        for line in arrange(args.dataset, Path(args.root).expanduser()):
+            print(line)
+        problems, summary = inspect_dataset(args.dataset, args.root, full=False)
+        for line in problems:
+            print(f"error: {line}", file=sys.stderr)
+        if summary:
+            print(summary)
+        return 2 if problems else 0
     print(
         f"downloaded {cls_name} into {target}. Arrange it as {layout.describe()} and put CoOp's "
         f"split file there ({COOP_DATASETS_MD}); then run: ablate data check {layout.name} "
         f"--root {args.root}"
     )
     return 0
+
+
+def arrange(name: str, root: Path) -> list[str]:
+    """Link torchvision's class folders into CoOp's layout and write a split file if none is
+    there (CoOp's procedure, trainers.data.splits); what was done, one line each."""
+    from trainers.data.layouts import LAYOUTS, image_dir
+    from trainers.data.splits import write_split
+
+    layout = LAYOUTS[name]
+    folder = root / layout.folder
+    source = folder / "torchvision" / TORCHVISION_IMAGES[name]
+    images = image_dir(layout, root)
+    done = []
+    if not images.exists():
+        images.symlink_to(os.path.relpath(source, images.parent), target_is_directory=True)
+        done.append(f"linked {images} -> {source}")
+    split_path = folder / str(layout.split_file)
+    if split_path.exists():
+        done.append(f"kept the split file {split_path}")
+    else:
+        split = write_split(name, images, split_path)
+        sizes = " / ".join(str(len(split[s])) for s in ("train", "val", "test"))
+        done.append(
+            f"wrote {split_path}: {sizes} train / val / test images, split as CoOp does "
+            f"(50/20/30 % per class, seed 1) but not CoOp's file; for the papers' exact "
+            f"split put CoOp's there instead ({COOP_DATASETS_MD})"
+        )
+    return done
+
+
+def prepare_fusion(name: str, root: str) -> int:
+    """Convert root/<folder>/manifest.parquet to manifest.jsonl (the trainers read JSONL)."""
+    import json
+
+    from ablate import results
+    from trainers.data.fusion import FUSION, MANIFEST
+
+    folder = Path(root).expanduser() / FUSION[name].folder
+    parquet, jsonl = folder / "manifest.parquet", folder / MANIFEST
+    if not parquet.is_file():
+        state = "exists" if jsonl.is_file() else "is missing too"
+        print(
+            f"error: {parquet}: not found ({jsonl.name} {state}); no public downloader: build "
+            f"the manifest as docs/datasets.md#fusion-manifests says",
+            file=sys.stderr,
+        )
+        return 1 if not jsonl.is_file() else 0
+    try:
+        rows = results.read(str(parquet)).to_pylist()
+    except Exception as err:  # pyarrow raises several types for a bad file
+        print(f"error: {parquet}: not a readable Parquet file ({err})", file=sys.stderr)
+        return 2
+    tmp = jsonl.with_name(f".{jsonl.name}.tmp")
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    os.replace(tmp, jsonl)
+    print(f"wrote {jsonl} ({len(rows)} rows from {parquet.name})")
+    problems, summary = inspect_dataset(name, root, full=False)
+    for line in problems:
+        print(f"error: {line}", file=sys.stderr)
+    if summary:
+        print(summary)
+    return 2 if problems else 0

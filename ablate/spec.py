@@ -30,6 +30,8 @@ METRICS = tuple(f"{s}/{m}" for s in ("val", "test") for m in ("base", "new", "hm
     "train/loss",
 )
 VARIANT_KEY = "variant"  # the pseudo-parameter that picks an ablation variant
+# a metric name; which ones a study may use depends on its dataset and protocol (validate.py)
+METRIC_PATTERN = re.compile(r"^(train|val|test|diag)/[A-Za-z0-9_./-]+$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -82,7 +84,8 @@ class Scheduler:
 @dataclass(frozen=True)
 class Resources:
     cpu: float = 1.0
-    gpu: float = 0.0
+    gpu: float = 0.0  # with gpu_auto: 1, the most a trial may ask for before it is measured
+    gpu_auto: bool = False  # `gpu: auto`: a probe measures each configuration's share
 
 
 @dataclass(frozen=True)
@@ -206,7 +209,7 @@ def describe_plan(spec: StudySpec) -> str:
         f"search     {spec.search.algorithm}, at most {spec.search.max_concurrent} at once, "
         f"optimising {spec.metric.name} ({spec.metric.goal}) on the seed mean",
         f"scheduler  {sched}",
-        f"resources  {spec.resources.cpu:g} CPU, {spec.resources.gpu:g} GPU per trial",
+        f"resources  {spec.resources.cpu:g} CPU, {_gpu_text(spec.resources)} per trial",
         "parameters",
     ]
     for p in spec.search_parameters():
@@ -228,3 +231,9 @@ def freeze(value: Any) -> Any:
 
 def thaw(value: Any) -> Any:
     return [thaw(v) for v in value] if isinstance(value, tuple) else value
+
+
+def _gpu_text(resources: Resources) -> str:
+    if resources.gpu_auto:
+        return "a GPU share measured per configuration (gpu: auto)"
+    return f"{resources.gpu:g} GPU"

@@ -20,6 +20,7 @@ from ablate.spec import (
     DESIGNS,
     DISTRIBUTIONS,
     GOALS,
+    METRIC_PATTERN,
     METRICS,
     NAME_PATTERN,
     SCHEDULERS,
@@ -212,7 +213,14 @@ class _Checker:
     def metric(self, raw: dict) -> Metric:
         m = self.mapping(raw, "metric")
         self.unknown(m, ("name", "goal"), "metric")
-        name = self.choice(m, "name", "val/hm", METRICS, "metric.name")
+        name = m.get("name", "val/hm")
+        if not isinstance(name, str) or not METRIC_PATTERN.match(name):
+            self.add(
+                "metric.name",
+                f"{name!r} is not one of {', '.join(METRICS)} (or, for other "
+                "protocols and datasets, their metrics: see docs/datasets.md)",
+            )
+            name = "val/hm"
         return Metric(name, self.choice(m, "goal", "maximize", GOALS, "metric.goal"))
 
     def seeds(self, raw: dict) -> list[int]:
@@ -261,6 +269,11 @@ class _Checker:
         r = self.mapping(raw, "resources")
         self.unknown(r, ("cpu", "gpu"), "resources")
         cpu = self.number(r, "cpu", 1.0, 0.0, "resources.cpu")
+        if r.get("gpu") == "auto":  # measured per configuration before its trial starts
+            return Resources(cpu, gpu=1.0, gpu_auto=True)
+        if isinstance(r.get("gpu"), str):
+            self.add("resources.gpu", f"expected a number >= 0 or auto, got {r['gpu']!r}")
+            return Resources(cpu)
         gpu = self.number(r, "gpu", 0.0, 0.0, "resources.gpu")
         if cpu == 0 and gpu == 0:
             self.add("resources", "a trial needs some cpu or gpu")
@@ -386,13 +399,25 @@ class _Checker:
 
     def check_runtime(self, spec: StudySpec, cfg: Any, key: str = "base") -> None:
         """What composition cannot know: registered dataset, backbone, method vs backbone."""
+        from trainers import protocols
         from trainers.backbone import BackboneError, check
         from trainers.data import check as check_dataset
 
         before = len(self.problems)
         if key == "base" or key.startswith("parameters.dataset"):  # reading splits costs time
-            for reason in check_dataset(cfg.dataset):
+            for reason in check_dataset(cfg.dataset) + protocols.check(cfg.dataset):
                 self.add(key, reason)
+            if len(self.problems) == before:
+                for reason in protocols.check_targets(cfg.dataset):
+                    self.add(key, reason)
+        allowed = [*protocols.metric_names(cfg.dataset), "train/loss"]
+        if spec.metric.name not in allowed:
+            where = "metric.name" if key == "base" else key
+            self.add(
+                where,
+                f"{spec.metric.name!r} is not one of {', '.join(allowed)} (the "
+                f"metrics of dataset {cfg.dataset.name}, protocol {cfg.dataset.protocol})",
+            )
         try:
             dims = check(cfg.backbone)
         except BackboneError as err:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+PROTOCOLS = ("base2new", "all", "cross_dataset", "domain_generalization")
+
 
 @dataclass
 class DataConfig:
@@ -22,9 +24,20 @@ class DataConfig:
     template: str = "a photo of a {}."  # the hand-written prompt of zero-shot CLIP
     batch_size: int = 32
     eval_batch_size: int = 256
+    # base2new: train on base classes, score base/new/hm; all: train and score on all classes;
+    # cross_dataset / domain_generalization: `all`, then score each of `targets` at the end
+    # (trainers.protocols; docs/datasets.md#protocols)
+    protocol: str = "base2new"
+    targets: list[str] = field(default_factory=list)  # [] = the protocol's standard targets
 
     def __post_init__(self) -> None:
         _require(self.shots >= 1, f"dataset.shots must be >= 1, got {self.shots}")
+        _require(self.protocol in PROTOCOLS, f"dataset.protocol must be one of {PROTOCOLS}")
+        _require(
+            not self.targets or self.protocol in PROTOCOLS[2:],
+            f"dataset.targets needs protocol cross_dataset or domain_generalization, "
+            f"not {self.protocol!r}",
+        )
         _require("{}" in self.template, f"dataset.template needs a '{{}}', got {self.template!r}")
         _require(self.batch_size >= 1, f"dataset.batch_size must be >= 1, got {self.batch_size}")
 
@@ -66,6 +79,7 @@ class TrainConfig:
     eval_split: str = "val"  # split evaluated every epoch; the test split is evaluated at the end
     test_at_end: bool = True
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
+    cache_frozen: bool = True  # compute prompt-free features once (trainers.frozen); exact
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")

@@ -23,8 +23,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from trainers import backbone as backbones
+from trainers import fusion, protocols
 from trainers.configs import TrialConfig
 from trainers.data import Split, Task, load_task, sample_few_shot
+from trainers.data.fusion import FusionTask
+from trainers.frozen import FrozenFeatures
 from trainers.methods.base import PromptMethod
 from trainers.metrics import accuracy, harmonic_mean
 from trainers.prompted_clip import PromptedCLIP
@@ -58,10 +61,12 @@ def fit(
     backbone: backbones.Backbone | None = None,
     task: Task | None = None,
     resume: dict[str, Any] | None = None,
+    frozen: FrozenFeatures | None = None,
 ) -> Iterator[EpochMetrics]:
     """Train `cfg.method` on `cfg.dataset` (few-shot, base classes) and yield metrics per epoch.
 
-    Pass a loaded `backbone` (and `task`) to share them between runs, e.g. the seeds of a trial;
+    Pass a loaded `backbone` (and `task`) to share them between runs, e.g. the seeds of a trial,
+    and one `frozen` cache with them so the runs compute prompt-free features once between them;
     pass `resume` (an `EpochMetrics.state()`) to continue after that epoch.
     """
     device = resolve_device(cfg.train.device)
@@ -69,14 +74,21 @@ def fit(
         torch.set_num_threads(cfg.train.threads)
     backbone = backbone or backbones.load(cfg.backbone, device)
     task = task or load_task(cfg.dataset)
+    if isinstance(task, FusionTask):  # image + paired text -> label(s): MoPE's fusion setting
+        yield from fusion.fit(cfg, backbone, task, resume, frozen)
+        return
     seed_everything(cfg.seed)
     method_cls = method_for_config(cfg.method)
     method = method_cls(cfg.method, backbone.dims, word_embedder(backbone, device))
-    model = PromptedCLIP(backbone, method, cfg.dataset.template).to(device)
+    if frozen is None or not cfg.train.cache_frozen:
+        frozen = FrozenFeatures(enabled=cfg.train.cache_frozen)
+    model = PromptedCLIP(backbone, method, cfg.dataset.template, frozen).to(device)
 
     prep = ImagePrep(backbone, device)
-    shots = sample_few_shot(task.train.labels, task.base_classes, cfg.dataset.shots, cfg.seed)
-    train = prep(task.train.subset(shots).of_classes(task.base_classes))
+    classes = protocols.train_classes(task, cfg.dataset)  # base, or all (dataset.protocol)
+    shots = sample_few_shot(task.train.labels, classes, cfg.dataset.shots, cfg.seed)
+    train = prep(task.train.subset(shots).of_classes(classes))
+    train_keys = [(task.name, "train", i) for i in shots.tolist()]
     params = list(method.parameters())
     optimizer = _sgd(params, cfg) if params else None
     shuffle = torch.Generator().manual_seed(cfg.seed)
@@ -96,7 +108,7 @@ def fit(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with autocast:
-                metrics |= train_epoch(model, optimizer, train, task, cfg, shuffle)
+                metrics |= train_epoch(model, optimizer, train, task, cfg, shuffle, train_keys)
         with autocast:
             metrics |= evaluate(model, task, cfg.train.eval_split, prep, cfg)
             if epoch == cfg.train.epochs and cfg.train.test_at_end:
@@ -111,15 +123,18 @@ def train_epoch(
     task: Task,
     cfg: TrialConfig,
     shuffle: torch.Generator,
+    keys: list[tuple] | None = None,
 ) -> dict[str, float]:
+    """One pass over `train` in shuffled batches; `keys` name its images (see FrozenFeatures)."""
     model.train()
-    names = task.names(task.base_classes)
+    names = task.names(protocols.train_classes(task, cfg.dataset))
     order = torch.randperm(len(train), generator=shuffle)
     totals: dict[str, float] = {}
     steps = 0
     for start in range(0, len(order), cfg.dataset.batch_size):
         batch = order[start : start + cfg.dataset.batch_size]
-        logits, plan = model(train.images[batch], names)
+        batch_keys = [keys[i] for i in batch.tolist()] if keys else None
+        logits, plan = model(train.images[batch], names, keys=batch_keys)
         losses = {"ce": F.cross_entropy(logits.float(), train.labels[batch])}
         losses |= model.method.aux_losses(plan)
         loss = sum(losses.values())
@@ -145,17 +160,26 @@ def evaluate(
     model: PromptedCLIP, task: Task, split_name: str, prep: ImagePrep, cfg: TrialConfig
 ) -> dict[str, float]:
     """Base accuracy (base images vs base classes), new accuracy, and their harmonic mean."""
+    if protocols.trains_on_all(cfg.dataset):  # all classes, then the protocol's targets
+        return protocols.evaluate(model, task, split_name, prep, cfg)
     model.eval()
     split = getattr(task, split_name)
+    # the split evaluated every epoch keeps its prompt-free features; the final test does not
+    keep = split_name == cfg.train.eval_split
     result = {}
     for part, classes in (("base", task.base_classes), ("new", task.new_classes)):
         data = split.of_classes(classes)
         names = task.names(classes)
         text = None if model.method.needs_image else model.text_features(names)
+        index = split.in_classes(classes).nonzero().squeeze(1).tolist()
+        keys = [(task.name, split_name, i) for i in index] if keep else None
         batches = _eval_batches(prep, data, (split_name, part), cfg.dataset.eval_batch_size)
         logits = torch.cat(
-            [model(images, names, text_features=text)[0].float() for images in batches]
-        )
+            [
+                model(images, names, text_features=text, keys=_slice(keys, start, len(images)))[0]
+                for start, images in batches
+            ]
+        ).float()
         result[f"{split_name}/{part}"] = accuracy(logits, data.labels.to(logits.device))
     result[f"{split_name}/hm"] = harmonic_mean(
         result[f"{split_name}/base"], result[f"{split_name}/new"]
@@ -163,18 +187,24 @@ def evaluate(
     return result
 
 
-def _eval_batches(prep: ImagePrep, split: Split, key: object, size: int) -> Iterator[Tensor]:
-    """Prepared image batches of a split: an in-memory split is prepared once and kept (epochs
-    re-evaluate it); a split of files is decoded one batch at a time, never whole (ImageNet's
-    test images as floats would not fit in memory)."""
+def _eval_batches(
+    prep: ImagePrep, split: Split, key: object, size: int
+) -> Iterator[tuple[int, Tensor]]:
+    """(start, prepared images) batches of a split: an in-memory split is prepared once and kept
+    (epochs re-evaluate it); a split of files is decoded one batch at a time, never whole
+    (ImageNet's test images as floats would not fit in memory)."""
     if isinstance(split.images, Tensor):
         data = prep(split, key=key)
         for start in range(0, len(data), size):
-            yield data.images[start : start + size]
+            yield start, data.images[start : start + size]
         return
     for start in range(0, len(split), size):
         chunk = Split(split.images[start : start + size], split.labels[start : start + size])
-        yield prep(chunk).images
+        yield start, prep(chunk).images
+
+
+def _slice(keys: list | None, start: int, count: int) -> list | None:
+    return None if keys is None else keys[start : start + count]
 
 
 class ImagePrep:

@@ -1,7 +1,15 @@
 """Datasets as base-to-new classification tasks, and the dataset registry."""
 
-# importing a module registers its datasets: digits, tiny_*, the CoOp-layout ones, imagenet
-from trainers.data import digits, imagenet, layouts, tiny_tasks  # noqa: F401
+# importing a module registers its datasets: digits, tiny_*, the CoOp-layout ones, imagenet,
+# its variants (imagenet_variants) and the fusion manifests (fusion)
+from trainers.data import (  # noqa: F401
+    digits,
+    fusion,
+    imagenet,
+    imagenet_variants,
+    layouts,
+    tiny_tasks,
+)
 from trainers.data.datasets import (
     Split,
     Task,

@@ -31,9 +31,13 @@ class Split:
     def subset(self, index: Tensor) -> Split:
         return Split(self.images[index], self.labels[index])
 
+    def in_classes(self, classes: range) -> Tensor:
+        """(N,) bool: which images belong to `classes`."""
+        return (self.labels >= classes.start) & (self.labels < classes.stop)
+
     def of_classes(self, classes: range) -> Split:
         """The images of `classes`, relabelled 0..len(classes)-1 (files stay undecoded)."""
-        keep = (self.labels >= classes.start) & (self.labels < classes.stop)
+        keep = self.in_classes(classes)
         images = self.images.select(keep) if isinstance(self.images, ImageFiles) else None
         return Split(
             self.images[keep] if images is None else images, self.labels[keep] - classes.start

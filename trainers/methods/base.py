@@ -69,6 +69,7 @@ class Conditioning:
     batch_size: int
     image_features: Tensor | None = None  # (B, D) zero-shot image features, if `needs_image`
     class_features: Tensor | None = None  # (C, D) template text features, if `needs_class_features`
+    paired_text_features: Tensor | None = None  # (B, D) fusion datasets: each image's paired text
 
 
 class PromptMethod(nn.Module):

@@ -13,8 +13,8 @@ population variance) of the per-expert importance sum_b r_lbj over the batch.
 Conditioning on CLIP image classification: y is the image's own frozen, normalised CLIP image
 feature ([CLS] after ln_post and proj) from a prompt-free forward (`needs_image`; one extra
 no-grad vision forward per step). The text branch stays the frozen hand-written template (the
-paper prompts only the main modality). The paper's image+text fusion datasets (y = the
-complementary modality's feature) are a separate issue; `condition` is the one place to change.
+paper prompts only the main modality). On the paper's image+text fusion datasets
+(trainers.fusion) y is the paired text's frozen CLIP feature, the complementary modality.
 
 Knobs -> paper: num_experts = k, router_temperature = tau, static_prompt / dynamic_prompt /
 mapped_prompt = which kinds are on, static_length / prompt_length (each expert) /
@@ -94,6 +94,7 @@ class MoPEConfig(MethodConfig):
 class MoPE(PromptMethod):
     Config = MoPEConfig
     needs_image = True
+    uses_paired_text = True  # fusion datasets: conditioned on the text, no image feature needed
 
     def __init__(self, cfg: MoPEConfig, dims: Dims, embed_words: EmbedWords) -> None:
         super().__init__(cfg, dims, embed_words)
@@ -109,7 +110,10 @@ class MoPE(PromptMethod):
             self.mappers = nn.ModuleList(nn.Linear(feature, out) for _ in range(depth))
 
     def condition(self, cond: Conditioning) -> Tensor:
-        """The conditioning feature y (B, D): here the image's own frozen CLIP feature."""
+        """The conditioning feature y (B, D): on a fusion dataset the paired text's frozen CLIP
+        feature (the complementary modality, as the paper); otherwise the image's own."""
+        if cond.paired_text_features is not None:
+            return cond.paired_text_features
         assert cond.image_features is not None, "the engine fills image_features (needs_image)"
         return cond.image_features
 
