@@ -27,6 +27,7 @@ from ablate.tracking import PARENT, ROLE, TRIAL_ID, TRIAL_KEY, Tracker, run_name
 from trainers.backbone import Backbone
 from trainers.backbone import load as load_backbone
 from trainers.data import Task, load_task, sample_few_shot
+from trainers.frozen import FrozenFeatures
 from trainers.inspect import describe_prompts
 from trainers.loop import EpochMetrics, resolve_device
 
@@ -154,8 +155,9 @@ class _Trial:
             if resume is None:
                 self._log_datasets(task, fresh)
         states = resume["seeds"] if resume else [None] * len(fresh)
+        frozen = FrozenFeatures()  # prompt-free features, computed once for all the seeds
         fits = [
-            trainers.fit(self.cfg.with_seed(s), backbone, task, resume=state)
+            trainers.fit(self.cfg.with_seed(s), backbone, task, resume=state, frozen=frozen)
             for s, state in zip(fresh, states)
         ]
         first = resume["epoch"] + 1 if resume else 1

@@ -97,3 +97,18 @@ def test_other_searchers_and_schedulers_run(ray_local, in_tmp, algorithm, schedu
     runs = mlflow_runs(in_tmp, f"other-{scheduler}")
     assert len(runs["trial"]) == 3
     assert all(r.info.status == "FINISHED" for r in runs["trial"])
+
+
+@pytest.mark.gpu
+def test_gpu_auto_packs_trials_by_their_measured_memory(ray_local, in_tmp, capsys):
+    text = (REPO / "search_spaces/quickstart.yaml").read_text()
+    study = in_tmp / "packed.yaml"
+    study.write_text(
+        text.replace("name: quickstart", "name: packed")
+        .replace("resources: {cpu: 1, gpu: 0}", "resources: {cpu: 1, gpu: auto}")
+        .replace("trials: 8", "trials: 2")
+    )
+    assert main(["search", str(study), "train.epochs=1", "train.device=cuda"]) == 0
+    assert "Study 'packed' finished" in capsys.readouterr().out
+    runs = mlflow_runs(in_tmp, "packed")
+    assert len(runs["trial"]) == 2

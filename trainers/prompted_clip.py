@@ -4,12 +4,14 @@ Text sequences are laid out ``[SOS] [prompts] [frozen class text ... EOT]`` and 
 ``[CLS] [patches] [prompts]``. The frozen pieces (SOS and class-text embeddings) are computed once
 per class list and kept, as CoOp's `token_prefix`/`token_suffix` buffers. Text sequences stop at
 the longest end-of-text position of the class list: attention is causal, so the tokens after it
-never influence the pooled feature and dropping them is exact.
+never influence the pooled feature and dropping them is exact. What no prompt touches (the image
+side of text-only methods, MoPE's conditioning feature, an unprompted text branch) comes from a
+`FrozenFeatures` cache shared by the seeds of a trial (see `trainers.frozen`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainers.backbone import Backbone
+from trainers.frozen import FrozenFeatures
 from trainers.methods.base import Conditioning, Edit, PromptMethod, PromptPlan
 
 
@@ -32,14 +35,21 @@ class ClassTokens:
 class PromptedCLIP(nn.Module):
     """A frozen CLIP plus one PromptMethod. Only `method.parameters()` are trainable."""
 
-    def __init__(self, backbone: Backbone, method: PromptMethod, template: str) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        method: PromptMethod,
+        template: str,
+        frozen: FrozenFeatures | None = None,
+    ) -> None:
         super().__init__()
         self.clip = backbone.model
         self.tokenizer = backbone.tokenizer
         self.method = method
         self.template = template
-        self._class_cache: dict[tuple[str, ...], ClassTokens] = {}
+        self._class_cache: dict[tuple[str, ...], ClassTokens] = {}  # by (template, *names)
         self._template_cache: dict[tuple[str, ...], Tensor] = {}
+        self.frozen = frozen if frozen is not None else FrozenFeatures()
 
     def train(self, mode: bool = True) -> PromptedCLIP:
         self.method.train(mode)
@@ -48,7 +58,7 @@ class PromptedCLIP(nn.Module):
     # ---- frozen pieces -------------------------------------------------------------------
     @torch.no_grad()
     def class_tokens(self, classnames: Sequence[str]) -> ClassTokens:
-        key = tuple(classnames)
+        key = (self.template, *classnames)  # a target may bring its own template
         if key not in self._class_cache:
             texts = [self.method.class_text(self.template, name) for name in classnames]
             ids = self.tokenizer(texts).to(self._device)
@@ -61,7 +71,7 @@ class PromptedCLIP(nn.Module):
     @torch.no_grad()
     def template_features(self, classnames: Sequence[str]) -> Tensor:
         """Normalised zero-shot text features (C, D) of the hand-written template, cached."""
-        key = tuple(classnames)
+        key = (self.template, *classnames)  # a target may bring its own template
         if key not in self._template_cache:
             ids = self.tokenizer([self.template.format(name) for name in classnames])
             features = self.clip.encode_text(ids.to(self._device))
@@ -74,30 +84,50 @@ class PromptedCLIP(nn.Module):
 
     # ---- forward ---------------------------------------------------------------------------
     def forward(
-        self, images: Tensor, classnames: Sequence[str], text_features: Tensor | None = None
+        self,
+        images: Tensor,
+        classnames: Sequence[str],
+        text_features: Tensor | None = None,
+        keys: Sequence[Hashable] | None = None,
     ) -> tuple[Tensor, PromptPlan]:
         """Logits (B, C) of `images` against `classnames`, and the plan that produced them.
 
         `text_features` (C, D), when given, are reused instead of recomputed (evaluation).
+        `keys` name the images (e.g. (task, split, index)) so that their prompt-free features
+        are computed once; without keys everything is computed.
         """
-        cond = self.conditioning(images, classnames)
+        cond = self.conditioning(images, classnames, keys)
         plan = self.method.plan(cond)
         if text_features is None:
             text_features = self.encode_text(plan, classnames, cond)
-        image_features = F.normalize(self.encode_image(images, plan), dim=-1)
+        if plan.vision:
+            image_features = F.normalize(self.encode_image(images, plan), dim=-1)
+        else:
+            image_features = self.frozen_image_features(images, keys)
         logits = self.clip.logit_scale.exp() * image_features @ text_features.T
         if self.clip.logit_bias is not None:
             logits = logits + self.clip.logit_bias
         return logits, plan
 
-    def conditioning(self, images: Tensor, classnames: Sequence[str]) -> Conditioning:
+    def conditioning(
+        self, images: Tensor, classnames: Sequence[str], keys: Sequence[Hashable] | None = None
+    ) -> Conditioning:
         cond = Conditioning(batch_size=images.shape[0])
         if self.method.needs_image:
-            with torch.no_grad():
-                cond.image_features = F.normalize(self.clip.encode_image(images), dim=-1)
+            cond.image_features = self.frozen_image_features(images, keys)
         if self.method.needs_class_features:
             cond.class_features = self.template_features(classnames)
         return cond
+
+    def frozen_image_features(
+        self, images: Tensor, keys: Sequence[Hashable] | None = None
+    ) -> Tensor:
+        """Normalised prompt-free image features (B, D), each keyed image computed once."""
+        return self.frozen.rows(keys, images, self._prompt_free_image_features)
+
+    @torch.no_grad()
+    def _prompt_free_image_features(self, images: Tensor) -> Tensor:
+        return F.normalize(self.encode_image(images, PromptPlan()), dim=-1)
 
     def text_features(self, classnames: Sequence[str], batch_size: int = 1) -> Tensor:
         """Normalised class embeddings (C, D) for a plan that does not depend on the images."""
@@ -109,6 +139,18 @@ class PromptedCLIP(nn.Module):
     def encode_text(
         self, plan: PromptPlan, classnames: Sequence[str], cond: Conditioning
     ) -> Tensor:
+        if plan.text:
+            features = self._text_features(plan, classnames)
+        else:  # no prompt in the text branch: its features are frozen, computed once
+            texts = tuple(self.method.class_text(self.template, name) for name in classnames)
+            with torch.no_grad():
+                features = self.frozen.block(
+                    ("text", texts, plan.text_sets), lambda: self._text_features(plan, classnames)
+                )
+        return self.method.pool_text(features, cond)
+
+    def _text_features(self, plan: PromptPlan, classnames: Sequence[str]) -> Tensor:
+        """Normalised features (S, C, D) of every prompt set and class."""
         ct = self.class_tokens(classnames)
         sets, classes = plan.text_sets, len(classnames)
         prompts = _text_tokens(plan.text.get(0, Edit()).add, sets, classes, ct.rest)
@@ -131,8 +173,7 @@ class PromptedCLIP(nn.Module):
         eot = ct.eot.repeat(sets) + 1 + n_prompts
         pooled = x[torch.arange(n_seq, device=x.device), eot]
         features = _project(pooled, self.clip.text_projection)
-        features = F.normalize(features, dim=-1).reshape(sets, classes, -1)
-        return self.method.pool_text(features, cond)
+        return F.normalize(features, dim=-1).reshape(sets, classes, -1)
 
     def encode_image(self, images: Tensor, plan: PromptPlan) -> Tensor:
         visual = self.clip.visual

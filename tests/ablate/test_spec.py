@@ -123,3 +123,16 @@ def test_an_unreachable_tracking_server_is_refused_before_launch(in_tmp, capsys,
     err = capsys.readouterr().err
     assert "http://127.0.0.1:1 (--tracking-uri) does not answer" in err
     assert not (in_tmp / "results").exists()
+
+
+def test_gpu_auto_asks_for_a_measured_share_and_a_word_is_refused(tmp_path):
+    text = (REPO / "search_spaces/quickstart.yaml").read_text()
+    auto = tmp_path / "auto.yaml"
+    auto.write_text(text.replace("resources: {cpu: 1, gpu: 0}", "resources: {cpu: 1, gpu: auto}"))
+    spec = specs.load(auto)
+    assert spec.resources.gpu_auto and spec.resources.gpu == 1.0
+    assert "GPU share measured per configuration" in specs.describe_plan(spec)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("resources: {cpu: 1, gpu: 0}", "resources: {cpu: 1, gpu: half}"))
+    with pytest.raises(SpecError, match="resources.gpu.*number >= 0 or auto, got 'half'"):
+        specs.load(bad)
