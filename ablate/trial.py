@@ -147,15 +147,12 @@ class _Trial:
 
     def train(self, report: Report, resume: dict[str, Any] | None) -> None:
         fresh = self.fresh_seeds
-        backbone = task = None
+        backbone = task = frozen = None
         if fresh:
-            device = resolve_device(self.cfg.train.device)
-            backbone = load_backbone(self.cfg.backbone, device)  # shared by every seed
-            task = load_task(self.cfg.dataset)
+            backbone, task, frozen = shared_inputs(self.cfg)  # one for every seed
             if resume is None:
                 self._log_datasets(task, fresh)
         states = resume["seeds"] if resume else [None] * len(fresh)
-        frozen = FrozenFeatures()  # prompt-free features, computed once for all the seeds
         fits = [
             trainers.fit(self.cfg.with_seed(s), backbone, task, resume=state, frozen=frozen)
             for s, state in zip(fresh, states)
@@ -243,6 +240,31 @@ class _Trial:
         for run_id in filter(None, (self.trial_run, *fresh)):
             self.tracker.log_text(run_id, text, "error.txt")
             self.tracker.finish_run(run_id, "failed", {"ablate.error": error})
+
+
+_KEPT: dict[str, Any] = {}  # the last trial's inputs, for the next trial in this process
+
+
+def shared_inputs(cfg: trainers.TrialConfig) -> tuple[Backbone, Task, FrozenFeatures]:
+    """The frozen backbone, the dataset and the prompt-free features for `cfg`'s trial.
+
+    Ray reuses a worker process for the study's next trial (`reuse_actors`), so what the last
+    trial loaded is kept when the next one uses the same backbone and dataset: the backbone is
+    loaded and the images decoded once per process, and CoOp's image features or MoPE's
+    conditioning are computed once for every configuration of a study (exact: all frozen).
+    Only the last backbone is kept, so a worker never holds two in GPU memory.
+    """
+    device = resolve_device(cfg.train.device)
+    model_key = repr((cfg.backbone, str(device)))
+    data_key = repr((model_key, cfg.dataset))
+    if _KEPT.get("model_key") != model_key:
+        _KEPT.clear()
+        _KEPT["backbone"] = load_backbone(cfg.backbone, device)
+        _KEPT["model_key"] = model_key
+    if _KEPT.get("data_key") != data_key:
+        _KEPT["task"], _KEPT["frozen"] = load_task(cfg.dataset), FrozenFeatures()
+        _KEPT["data_key"] = data_key
+    return _KEPT["backbone"], _KEPT["task"], _KEPT["frozen"]
 
 
 def _metrics_of(row: dict[str, Any]) -> dict[str, float]:

@@ -17,8 +17,7 @@ from trainers.methods.base import PromptMethod
 
 def describe_prompts(method: PromptMethod, backbone: Backbone, k: int = 5) -> dict[str, Any]:
     """For every text-width prompt tensor: per vector, its norm and the k nearest tokens."""
-    vocab = backbone.model.token_embedding.weight.detach().float()
-    vocab = F.normalize(vocab, dim=-1)
+    vocab = _unit_vocabulary(backbone)
     width = backbone.dims.text_width
     out: dict[str, Any] = {}
     for name, tensor in method.prompt_tensors().items():
@@ -36,6 +35,18 @@ def describe_prompts(method: PromptMethod, backbone: Backbone, k: int = 5) -> di
             ]
         out[name] = entry
     return out
+
+
+_VOCABULARY: list[tuple[torch.Tensor, torch.Tensor]] = []  # (weight, unit rows): the last one
+
+
+def _unit_vocabulary(backbone: Backbone) -> torch.Tensor:
+    """The frozen token embeddings as unit vectors, computed once per backbone (every epoch of
+    every seed describes its prompts against them)."""
+    weight = backbone.model.token_embedding.weight
+    if not _VOCABULARY or _VOCABULARY[0][0] is not weight:
+        _VOCABULARY[:] = [(weight, F.normalize(weight.detach().float(), dim=-1))]
+    return _VOCABULARY[0][1]
 
 
 def _token(backbone: Backbone, token_id: int) -> str:

@@ -1,0 +1,22 @@
+"""A Ray worker reused for the next trial keeps the backbone, dataset and frozen features."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ablate import config
+from ablate.trial import shared_inputs
+
+
+def test_the_next_trial_on_the_same_backbone_and_data_reuses_what_the_last_one_loaded():
+    cfg = config.compose(["method=coop", "dataset=digits", "train.device=cpu"])
+    backbone, task, frozen = shared_inputs(cfg)
+    other_lr = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, lr=0.5), seed=9)
+    assert shared_inputs(other_lr) == (backbone, task, frozen)  # the very same objects
+
+    fewer = dataclasses.replace(cfg, dataset=dataclasses.replace(cfg.dataset, shots=2))
+    same_backbone, new_task, new_frozen = shared_inputs(fewer)
+    assert same_backbone is backbone and new_task is not task and new_frozen is not frozen
+
+    bf16 = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, precision="bf16"))
+    assert shared_inputs(bf16)[0] is not backbone  # one backbone kept at a time
