@@ -92,10 +92,22 @@ def final_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def choose_split(final: Sequence[dict[str, Any]], metric: str) -> str:
-    """`test` when every completed cell has test/hm, else the split of the study metric."""
-    if final and all(r.get("test/hm") is not None for r in final):
+    """`test` when every completed cell has test metrics, else the split of the study metric."""
+    if final and all(
+        any(k.startswith("test/") and v is not None for k, v in r.items()) for r in final
+    ):
         return "test"
     return metric.split("/", 1)[0] if "/" in metric else "val"
+
+
+def split_metrics(final: Sequence[dict[str, Any]], split: str) -> list[str]:
+    """The columns of the ablation table: base / new / HM under base-to-new; otherwise what the
+    protocol reports on `split` (acc or F1, each target's accuracy, the protocol's average)."""
+    present = set(metric_columns(final, f"{split}/"))
+    base2new = [f"{split}/{m}" for m in ("base", "new", "hm") if f"{split}/{m}" in present]
+    if base2new:
+        return base2new
+    return sorted(present, key=lambda k: (k.endswith("/avg"), k.count("/"), k))
 
 
 def configurations(

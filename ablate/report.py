@@ -27,7 +27,6 @@ from ablate.tables import AblationTable
 
 REPORT_DIR = "report"
 OPTUNA_FILE = "optuna.db"
-SPLIT_METRICS = ("base", "new", "hm")
 
 
 @dataclass
@@ -135,8 +134,7 @@ def analyse(info: StudyInfo) -> Analysis:
     params = analysis.parameter_columns(rows)
     final = analysis.final_rows(rows)
     split = analysis.choose_split(final, info.metric)
-    metrics = [f"{split}/{m}" for m in SPLIT_METRICS if any(r.get(f"{split}/{m}") is not None
-                                                             for r in final)]  # fmt: skip
+    metrics = analysis.split_metrics(final, split)
     extra = [info.metric, *analysis.metric_columns(final, "diag/")]
     configs = analysis.configurations(final, params, [*metrics, *extra])
     configs = analysis.order(configs, info.metric, info.goal)

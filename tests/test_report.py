@@ -266,3 +266,20 @@ def test_the_command_line_runs_the_report(tmp_path, capsys):
     assert main(["report", str(folder), "--no-mlflow", "--importance", "mdi"]) == 0
     assert (folder / "report" / "report.html").exists() and (folder / "optuna.db").exists()
     assert "report of 'abl'" in capsys.readouterr().out
+
+
+def test_a_protocol_study_tabulates_its_targets_and_average():
+    from ablate import analysis
+
+    final = [
+        {"test/acc": 70.0, "test/caltech101/acc": 90.0, "test/dtd/acc": 40.0,
+         "test/cross_dataset/avg": 65.0, "val/acc": 71.0, "train/loss": 1.0}
+    ]  # fmt: skip
+    split = analysis.choose_split(final, "val/acc")
+    assert split == "test"
+    assert analysis.split_metrics(final, split) == [
+        "test/acc", "test/caltech101/acc", "test/dtd/acc", "test/cross_dataset/avg"
+    ]  # fmt: skip
+    assert analysis.split_metrics([{"val/base": 1.0, "val/new": 2.0, "val/hm": 1.3}], "val") == [
+        "val/base", "val/new", "val/hm"
+    ]  # fmt: skip
