@@ -203,9 +203,10 @@ def _tune_config(spec: StudySpec, epochs: int, launch: Launch) -> tune.TuneConfi
         num_samples=spec.num_trials if launch.num_trials is None else launch.num_trials,
         trial_name_creator=lambda t: trial_name(t.config.get(TRIAL_NUMBER)),
         trial_dirname_creator=lambda t: f"{trial_name(t.config.get(TRIAL_NUMBER))}_{t.trial_id}",
-        # a worker process runs trial after trial: imports, the backbone, the decoded dataset
-        # and the frozen features stay loaded between them (ablate.trial.shared_inputs)
-        reuse_actors=True,
+        # one machine: a worker process runs trial after trial, and its imports, backbone,
+        # decoded dataset and frozen features stay loaded (ablate.trial.shared_inputs); on a
+        # multi-node cluster each trial is placed afresh so the trials spread over the nodes
+        reuse_actors=cluster_nodes.node_count() == 1,
     )
 
 
