@@ -227,10 +227,23 @@ def _trial_resources(spec: StudySpec) -> dict[str, float] | Callable[[dict], Any
         cfg = config.compose(spec.trial_overrides(values))
         key = probe.memory_key(cfg)
         if key not in shares:
-            shares[key] = ray.get(measure.remote(cfg))
+            shares[key] = _probe_or_whole(measure, cfg, spec.resources.gpu)
         return tune.PlacementGroupFactory([{"CPU": spec.resources.cpu, "GPU": shares[key]}])
 
     return resources
+
+
+def _probe_or_whole(measure: Any, cfg: Any, whole: float, timeout: float = 600) -> float:
+    """The probe's share; a probe that cannot run (the GPUs are full, it fails) must not block
+    or crash the study: the trial then asks for the file's upper bound, one GPU."""
+    ref = measure.remote(cfg)
+    try:
+        return ray.get(ref, timeout=timeout)
+    except Exception as err:
+        ray.cancel(ref, force=True)
+        print(f"ablate: the GPU memory probe did not finish ({error_line(str(err))}); "
+              f"the trial asks for {whole:g} GPU")  # fmt: skip
+        return whole
 
 
 def _measured_share(cfg: Any) -> float:

@@ -1,8 +1,8 @@
 """How much GPU memory one trial of a configuration needs: a short, real run to measure it.
 
 Used by `resources.gpu: auto` to ask Ray for the fraction of a GPU a trial really uses, so that
-as many trials share a GPU as fit in its memory. The probe trains one epoch on enough shots for
-one full batch and evaluates the validation split, the same code paths and batch sizes as the
+as many trials share a GPU as fit in its memory. The probe trains one epoch with the trial's own
+shots and evaluates the validation split, the same code paths and batch sizes as the
 trial itself, and reports the allocator's peak (reserved, not just allocated: what the process
 keeps from other processes).
 """
@@ -15,7 +15,6 @@ import math
 import torch
 
 from trainers.configs import TrialConfig
-from trainers.data import load_task
 from trainers.loop import fit, resolve_device
 
 CUDA_CONTEXT_BYTES = 600 * 2**20  # a process's CUDA context and kernels, outside the allocator
@@ -28,15 +27,15 @@ def peak_gpu_memory(cfg: TrialConfig) -> tuple[int, int]:
     device = resolve_device(cfg.train.device)
     if device.type != "cuda":
         raise RuntimeError(f"measuring GPU memory needs a CUDA device, got {device}")
-    task = load_task(cfg.dataset)
-    shots = min(cfg.dataset.shots, math.ceil(cfg.dataset.batch_size / len(task.base_classes)))
+    # the trial's own shots and batch sizes (its train split sits on the GPU whole), one
+    # epoch, the default optimiser: a sampled learning rate must not make the probe diverge
     probe = dataclasses.replace(
         cfg,
-        dataset=dataclasses.replace(cfg.dataset, shots=max(shots, 1)),
+        optim=type(cfg.optim)(),
         train=dataclasses.replace(cfg.train, epochs=1, test_at_end=False),
     )
     torch.cuda.reset_peak_memory_stats(device)
-    for _ in fit(probe, task=task):
+    for _ in fit(probe):
         pass
     peak = torch.cuda.max_memory_reserved(device)
     return peak, torch.cuda.get_device_properties(device).total_memory
@@ -45,8 +44,9 @@ def peak_gpu_memory(cfg: TrialConfig) -> tuple[int, int]:
 def gpu_share(peak: int, total: int) -> float:
     """The fraction of a GPU a trial needs, rounded up to `STEP`, at least `STEP`, at most 1.
 
-    A trial's seeds run in lockstep on one backbone and free their activations between steps,
-    so one seed's peak plus HEADROOM (their prompts and optimizer states) covers the trial.
+    A trial's seeds run in lockstep on one backbone and free their activations between steps;
+    HEADROOM is for what each further seed keeps (prompts, optimizer state, its few-shot split),
+    small next to activations at usual shots. Many seeds of a large dataset may need more.
     """
     need = (peak * HEADROOM + CUDA_CONTEXT_BYTES) / total
     return min(1.0, max(STEP, math.ceil(need / STEP - 1e-9) * STEP))

@@ -106,6 +106,8 @@ def check(cfg: DataConfig) -> list[str]:
     for name in targets(cfg):
         if name not in known:
             problems.append(f"dataset.targets: {name!r} is not a registered dataset")
+        elif name in FUSION:
+            problems.append(f"dataset.targets: {name!r} is a fusion dataset (image + text)")
         elif name == cfg.name:
             problems.append(f"dataset.targets: {name!r} is the source dataset itself")
     return problems
