@@ -227,16 +227,18 @@ def _trial_resources(spec: StudySpec) -> dict[str, float] | Callable[[dict], Any
         cfg = config.compose(spec.trial_overrides(values))
         key = probe.memory_key(cfg)
         if key not in shares:
-            shares[key] = _probe_or_whole(measure, cfg, spec.resources.gpu)
+            shares[key] = _probe_or_whole(measure, cfg, len(spec.seeds), spec.resources.gpu)
         return tune.PlacementGroupFactory([{"CPU": spec.resources.cpu, "GPU": shares[key]}])
 
     return resources
 
 
-def _probe_or_whole(measure: Any, cfg: Any, whole: float, timeout: float = 600) -> float:
+def _probe_or_whole(
+    measure: Any, cfg: Any, seeds: int, whole: float, timeout: float = 600
+) -> float:
     """The probe's share; a probe that cannot run (the GPUs are full, it fails) must not block
     or crash the study: the trial then asks for the file's upper bound, one GPU."""
-    ref = measure.remote(cfg)
+    ref = measure.remote(cfg, seeds)
     try:
         return ray.get(ref, timeout=timeout)
     except Exception as err:
@@ -246,10 +248,10 @@ def _probe_or_whole(measure: Any, cfg: Any, whole: float, timeout: float = 600) 
         return whole
 
 
-def _measured_share(cfg: Any) -> float:
+def _measured_share(cfg: Any, seeds: int) -> float:
     from trainers import probe
 
-    peak, total = probe.peak_gpu_memory(cfg)
+    peak, total = probe.peak_gpu_memory(cfg, seeds)
     share = probe.gpu_share(peak, total)
     print(f"ablate: a trial of this configuration peaks at {peak / 2**30:.2f} GiB of "
           f"{total / 2**30:.0f} GiB; it asks for {share:g} GPU")  # fmt: skip

@@ -1,9 +1,10 @@
-"""The body of one trial, free of Ray: compose, train every seed in lockstep, log, report.
+"""The body of one trial, free of Ray: compose, train every seed together, log, report.
 
 The seeds of a configuration run inside one trial and share one frozen backbone and one decoded
-dataset; after every epoch the per-seed metrics go to MLflow, the rows to a Parquet part, and then
-the seed mean is handed to `report` (the scheduler and the searcher decide on it). A scheduler
-may stop the trial inside `report`, so nothing is left to do after it.
+dataset (with `train.fuse_seeds`, also one forward/backward pass per step: `trainers.fit_seeds`).
+After every epoch the per-seed metrics go to MLflow, the rows to a Parquet part, and then the
+seed mean is handed to `report` (the scheduler and the searcher decide on it). A scheduler may
+stop the trial inside `report`, so nothing is left to do after it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import itertools
 import json
 import math
 import time
@@ -78,7 +80,7 @@ def run(
 
 
 class _Trial:
-    """One configuration: its MLflow runs, its rows, and its lockstep training of the seeds.
+    """One configuration: its MLflow runs, its rows, and its training of the seeds.
 
     Cells (configuration x seed) that the results table already holds to the last epoch, from an
     earlier invocation of the study, are reused instead of trained again.
@@ -152,15 +154,15 @@ class _Trial:
             backbone, task, frozen = shared_inputs(self.cfg)  # one for every seed
             if resume is None:
                 self._log_datasets(task, fresh)
-        states = resume["seeds"] if resume else [None] * len(fresh)
-        fits = [
-            trainers.fit(self.cfg.with_seed(s), backbone, task, resume=state, frozen=frozen)
-            for s, state in zip(fresh, states)
-        ]
+        states = resume["seeds"] if resume else None
+        epochs = (
+            trainers.fit_seeds(self.cfg, fresh, backbone, task, states, frozen)
+            if fresh
+            else itertools.repeat([])
+        )
         first = resume["epoch"] + 1 if resume else 1
         start = time.monotonic() - (self.rows[-1]["wall_s"] if self.rows else 0.0)
-        for epoch in range(first, self.cfg.train.epochs + 1):
-            per_seed = [next(f) for f in fits]
+        for epoch, per_seed in zip(range(first, self.cfg.train.epochs + 1), epochs):
             by_seed = {s: m.metrics for s, m in zip(fresh, per_seed)}
             by_seed |= {s: _metrics_of(rows[epoch - 1]) for s, rows in self.reused.items()}
             mean = seed_mean([by_seed[s] for s in self.spec.seeds])

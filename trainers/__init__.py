@@ -5,7 +5,7 @@ Importable without ray, mlflow, hydra, optuna or pyarrow (a test enforces it).
 
 from trainers import methods  # noqa: F401  (registers every method)
 from trainers.configs import BackboneConfig, DataConfig, OptimConfig, TrainConfig, TrialConfig
-from trainers.loop import EpochMetrics, TrainingDiverged, fit
+from trainers.loop import EpochMetrics, TrainingDiverged, fit, fit_seeds
 from trainers.registry import get_method, list_methods, method_for_config, register_method
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "TrainingDiverged",
     "TrialConfig",
     "fit",
+    "fit_seeds",
     "get_method",
     "list_methods",
     "method_for_config",

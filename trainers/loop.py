@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from trainers.data import Split, Task, load_task, sample_few_shot
 from trainers.data.fusion import FusionTask
 from trainers.frozen import FrozenFeatures
 from trainers.methods.base import PromptMethod
+from trainers.methods.stack import SeedStack, StackPlan
 from trainers.metrics import accuracy, harmonic_mean
 from trainers.prompted_clip import PromptedCLIP
 from trainers.registry import method_for_config
@@ -69,85 +70,180 @@ def fit(
     and one `frozen` cache with them so the runs compute prompt-free features once between them;
     pass `resume` (an `EpochMetrics.state()`) to continue after that epoch.
     """
+    for per_seed in fit_seeds(cfg, [cfg.seed], backbone, task, [resume], frozen):
+        yield per_seed[0]
+
+
+def fit_seeds(
+    cfg: TrialConfig,
+    seeds: Sequence[int],
+    backbone: backbones.Backbone | None = None,
+    task: Task | None = None,
+    resumes: Sequence[dict[str, Any] | None] | None = None,
+    frozen: FrozenFeatures | None = None,
+) -> Iterator[list[EpochMetrics]]:
+    """`fit` for every seed of `seeds` in lockstep: after each epoch, their metrics in order.
+
+    The seeds share the backbone, the dataset and the prompt-free features. With
+    `train.fuse_seeds` each training step also runs all seeds' batches in one forward and one
+    backward pass of the engine (`trainers.methods.stack`); every seed keeps its own few-shot
+    sample, shuffle, parameters, loss and optimiser, so each learns what it would alone.
+    """
     device = resolve_device(cfg.train.device)
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     backbone = backbone or backbones.load(cfg.backbone, device)
     task = task or load_task(cfg.dataset)
+    resumes = list(resumes) if resumes is not None else [None] * len(seeds)
     if isinstance(task, FusionTask):  # image + paired text -> label(s): MoPE's fusion setting
-        yield from fusion.fit(cfg, backbone, task, resume, frozen)
+        fits = [
+            fusion.fit(cfg.with_seed(s), backbone, task, r, frozen) for s, r in zip(seeds, resumes)
+        ]
+        yield from (list(per_seed) for per_seed in zip(*fits))
         return
-    seed_everything(cfg.seed)
-    method_cls = method_for_config(cfg.method)
-    method = method_cls(cfg.method, backbone.dims, word_embedder(backbone, device))
     if frozen is None or not cfg.train.cache_frozen:
         frozen = FrozenFeatures(enabled=cfg.train.cache_frozen)
-    model = PromptedCLIP(backbone, method, cfg.dataset.template, frozen).to(device)
-
     prep = ImagePrep(backbone, device)
-    classes = protocols.train_classes(task, cfg.dataset)  # base, or all (dataset.protocol)
-    shots = sample_few_shot(task.train.labels, classes, cfg.dataset.shots, cfg.seed)
-    train = prep(task.train.subset(shots).of_classes(classes))
-    train_keys = [(task.name, "train", i) for i in shots.tolist()]
-    params = list(method.parameters())
-    optimizer = _sgd(params, cfg) if params else None
-    shuffle = torch.Generator().manual_seed(cfg.seed)
+    runs = [
+        SeedRun.start(cfg.with_seed(s), backbone, task, frozen, prep, r)
+        for s, r in zip(seeds, resumes)
+    ]
+    groups = _step_groups(cfg, runs, backbone, frozen)
     autocast = _autocast(cfg, device)
-    first = 1
-    if resume is not None:
-        method.load_state_dict(resume["method"])
-        if optimizer is not None and resume["optimizer"] is not None:
-            optimizer.load_state_dict(resume["optimizer"])
-        shuffle.set_state(resume["shuffle"])
-        first = resume["epoch"] + 1
-
-    for epoch in range(first, cfg.train.epochs + 1):
+    for epoch in range(runs[0].first, cfg.train.epochs + 1):
         lr = learning_rate(cfg, epoch - 1)
-        metrics = {"train/lr": lr}
-        if optimizer is not None:
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+        metrics: list[dict[str, float]] = [{"train/lr": lr} for _ in runs]
+        if runs[0].optimizer is not None:
+            trained = []
+            for model, group in groups:
+                for run in group:
+                    run.set_lr(lr)
+                with autocast:
+                    trained += train_epoch(model, group, task, cfg)
+            for m, t in zip(metrics, trained):
+                m |= t
+        for run, m in zip(runs, metrics):
             with autocast:
-                metrics |= train_epoch(model, optimizer, train, task, cfg, shuffle, train_keys)
-        with autocast:
-            metrics |= evaluate(model, task, cfg.train.eval_split, prep, cfg)
-            if epoch == cfg.train.epochs and cfg.train.test_at_end:
-                metrics |= evaluate(model, task, "test", prep, cfg)
-        yield EpochMetrics(epoch, metrics, method, optimizer, shuffle)
+                m |= evaluate(run.model, task, cfg.train.eval_split, prep, cfg)
+                if epoch == cfg.train.epochs and cfg.train.test_at_end:
+                    m |= evaluate(run.model, task, "test", prep, cfg)
+        yield [run.epoch_metrics(epoch, m) for run, m in zip(runs, metrics)]
+
+
+def _step_groups(
+    cfg: TrialConfig, runs: list[SeedRun], backbone: backbones.Backbone, frozen: FrozenFeatures
+) -> list[tuple[PromptedCLIP, list[SeedRun]]]:
+    """Which engine takes which seeds' training steps: one SeedStack engine for all of them
+    (`train.fuse_seeds`; their splits have equal sizes, so their batches line up), else each
+    seed its own engine."""
+    if cfg.train.fuse_seeds and len(runs) > 1 and len({len(r.train) for r in runs}) == 1:
+        stack = SeedStack([run.method for run in runs])
+        return [(PromptedCLIP(backbone, stack, cfg.dataset.template, frozen), runs)]
+    return [(run.model, [run]) for run in runs]
+
+
+@dataclass
+class SeedRun:
+    """One seed's training: its method in an engine, its few-shot split, optimiser and shuffle."""
+
+    cfg: TrialConfig
+    model: PromptedCLIP
+    train: Split
+    keys: list[tuple]  # names of the train images, for FrozenFeatures
+    optimizer: torch.optim.Optimizer | None
+    shuffle: torch.Generator
+    first: int  # the first epoch still to train
+
+    @classmethod
+    def start(
+        cls,
+        cfg: TrialConfig,
+        backbone: backbones.Backbone,
+        task: Task,
+        frozen: FrozenFeatures,
+        prep: ImagePrep,
+        resume: dict[str, Any] | None,
+    ) -> SeedRun:
+        seed_everything(cfg.seed)  # the prompts' initial values depend on the seed alone
+        method = method_for_config(cfg.method)(
+            cfg.method, backbone.dims, word_embedder(backbone, prep.device)
+        )
+        model = PromptedCLIP(backbone, method, cfg.dataset.template, frozen).to(prep.device)
+        classes = protocols.train_classes(task, cfg.dataset)  # base, or all (dataset.protocol)
+        shots = sample_few_shot(task.train.labels, classes, cfg.dataset.shots, cfg.seed)
+        train = prep(task.train.subset(shots).of_classes(classes))
+        keys = [(task.name, "train", i) for i in shots.tolist()]
+        params = list(method.parameters())
+        optimizer = _sgd(params, cfg) if params else None
+        shuffle = torch.Generator().manual_seed(cfg.seed)
+        first = 1
+        if resume is not None:
+            method.load_state_dict(resume["method"])
+            if optimizer is not None and resume["optimizer"] is not None:
+                optimizer.load_state_dict(resume["optimizer"])
+            shuffle.set_state(resume["shuffle"])
+            first = resume["epoch"] + 1
+        return cls(cfg, model, train, keys, optimizer, shuffle, first)
+
+    @property
+    def method(self) -> PromptMethod:
+        return self.model.method
+
+    def set_lr(self, lr: float) -> None:
+        if self.optimizer is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+
+    def epoch_metrics(self, epoch: int, metrics: dict[str, float]) -> EpochMetrics:
+        return EpochMetrics(epoch, metrics, self.method, self.optimizer, self.shuffle)
 
 
 def train_epoch(
-    model: PromptedCLIP,
-    optimizer: torch.optim.Optimizer,
-    train: Split,
-    task: Task,
-    cfg: TrialConfig,
-    shuffle: torch.Generator,
-    keys: list[tuple] | None = None,
-) -> dict[str, float]:
-    """One pass over `train` in shuffled batches; `keys` name its images (see FrozenFeatures)."""
+    model: PromptedCLIP, runs: list[SeedRun], task: Task, cfg: TrialConfig
+) -> list[dict[str, float]]:
+    """One pass over each run's few-shot split in shuffled batches; metrics per run.
+
+    One run trains on its own engine. Several runs (a trial's seeds, with equal-sized splits)
+    train on their SeedStack engine: their step-k batches go through one forward and backward
+    pass; each run's loss has its own parameters only, so their gradients stay apart.
+    """
     model.train()
     names = task.names(protocols.train_classes(task, cfg.dataset))
-    order = torch.randperm(len(train), generator=shuffle)
-    totals: dict[str, float] = {}
+    orders = [torch.randperm(len(run.train), generator=run.shuffle) for run in runs]
+    totals: list[dict[str, float]] = [{} for _ in runs]
     steps = 0
-    for start in range(0, len(order), cfg.dataset.batch_size):
-        batch = order[start : start + cfg.dataset.batch_size]
-        batch_keys = [keys[i] for i in batch.tolist()] if keys else None
-        logits, plan = model(train.images[batch], names, keys=batch_keys)
-        losses = {"ce": F.cross_entropy(logits.float(), train.labels[batch])}
-        losses |= model.method.aux_losses(plan)
-        loss = sum(losses.values())
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"loss became {loss.item()} (step {steps}, lr {cfg.optim.lr})")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    for start in range(0, len(orders[0]), cfg.dataset.batch_size):
+        batches = [order[start : start + cfg.dataset.batch_size] for order in orders]
+        images = torch.cat([run.train.images[b] for run, b in zip(runs, batches)])
+        keys = [run.keys[i] for run, b in zip(runs, batches) for i in b.tolist()]
+        logits, plan = model(images, names, keys=keys)
+        parts = plan.parts if isinstance(plan, StackPlan) else [plan]
+        seed_losses = []
+        chunks = logits.chunk(len(runs))
+        for run, batch, chunk, part, total in zip(runs, batches, chunks, parts, totals):
+            losses = {"ce": F.cross_entropy(chunk.float(), run.train.labels[batch])}
+            losses |= run.method.aux_losses(part)
+            seed_loss = sum(losses.values())
+            if not torch.isfinite(seed_loss):
+                raise TrainingDiverged(
+                    f"loss became {seed_loss.item()} (seed {run.cfg.seed}, step {steps}, "
+                    f"lr {cfg.optim.lr})"
+                )
+            seed_losses.append(seed_loss)
+            for name, value in losses.items():
+                total[name] = total.get(name, 0.0) + value.item()
+            for name, value in run.method.diagnostics(part).items():
+                total[f"diag:{name}"] = total.get(f"diag:{name}", 0.0) + value
+        for run in runs:
+            run.optimizer.zero_grad(set_to_none=True)
+        sum(seed_losses).backward()  # each seed's parameters get its own loss's gradient
+        for run in runs:
+            run.optimizer.step()
         steps += 1
-        for name, value in losses.items():
-            totals[name] = totals.get(name, 0.0) + value.item()
-        for name, value in model.method.diagnostics(plan).items():
-            totals[f"diag:{name}"] = totals.get(f"diag:{name}", 0.0) + value
+    return [_epoch_means(total, steps) for total in totals]
+
+
+def _epoch_means(totals: dict[str, float], steps: int) -> dict[str, float]:
     out = {"train/loss": sum(v for k, v in totals.items() if not k.startswith("diag:")) / steps}
     for name, total in totals.items():
         key = f"diag/{name[5:]}" if name.startswith("diag:") else f"train/{name}"

@@ -15,15 +15,16 @@ import math
 import torch
 
 from trainers.configs import TrialConfig
-from trainers.loop import fit, resolve_device
+from trainers.loop import fit_seeds, resolve_device
 
 CUDA_CONTEXT_BYTES = 600 * 2**20  # a process's CUDA context and kernels, outside the allocator
-HEADROOM = 1.2  # fragmentation, other seeds' optimizers in lockstep, batch-shape variation
+HEADROOM = 1.2  # fragmentation, batch-shape variation
 STEP = 0.05  # GPU shares are rounded up to multiples of this
 
 
-def peak_gpu_memory(cfg: TrialConfig) -> tuple[int, int]:
-    """(peak bytes of one seed's epoch of `cfg`, total bytes of the device) on `cfg`'s GPU."""
+def peak_gpu_memory(cfg: TrialConfig, seeds: int = 1) -> tuple[int, int]:
+    """(peak bytes of an epoch of `cfg` with `seeds` seeds, total bytes of the device) on
+    `cfg`'s GPU. Fused seeds (`train.fuse_seeds`) hold all seeds' activations at once."""
     device = resolve_device(cfg.train.device)
     if device.type != "cuda":
         raise RuntimeError(f"measuring GPU memory needs a CUDA device, got {device}")
@@ -35,7 +36,7 @@ def peak_gpu_memory(cfg: TrialConfig) -> tuple[int, int]:
         train=dataclasses.replace(cfg.train, epochs=1, test_at_end=False),
     )
     torch.cuda.reset_peak_memory_stats(device)
-    for _ in fit(probe):
+    for _ in fit_seeds(probe, range(1, seeds + 1)):
         pass
     peak = torch.cuda.max_memory_reserved(device)
     return peak, torch.cuda.get_device_properties(device).total_memory
@@ -44,9 +45,9 @@ def peak_gpu_memory(cfg: TrialConfig) -> tuple[int, int]:
 def gpu_share(peak: int, total: int) -> float:
     """The fraction of a GPU a trial needs, rounded up to `STEP`, at least `STEP`, at most 1.
 
-    A trial's seeds run in lockstep on one backbone and free their activations between steps;
-    HEADROOM is for what each further seed keeps (prompts, optimizer state, its few-shot split),
-    small next to activations at usual shots. Many seeds of a large dataset may need more.
+    The probe ran the trial's seeds as the trial will (fused or one after another), so `peak`
+    already holds what the seeds need together; HEADROOM is for fragmentation and varying
+    batch shapes.
     """
     need = (peak * HEADROOM + CUDA_CONTEXT_BYTES) / total
     return min(1.0, max(STEP, math.ceil(need / STEP - 1e-9) * STEP))

@@ -104,7 +104,12 @@ class PromptedCLIP(nn.Module):
             image_features = F.normalize(self.encode_image(images, plan), dim=-1)
         else:
             image_features = self.frozen_image_features(images, keys)
-        logits = self.clip.logit_scale.exp() * image_features @ text_features.T
+        scaled = self.clip.logit_scale.exp() * image_features
+        if text_features.dim() == 3:  # (N, C, D): one set per seed block (methods/stack.py)
+            blocks = scaled.unflatten(0, (len(text_features), -1))
+            logits = (blocks @ text_features.transpose(1, 2)).flatten(0, 1)
+        else:
+            logits = scaled @ text_features.T
         if self.clip.logit_bias is not None:
             logits = logits + self.clip.logit_bias
         return logits, plan
