@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ablate.errors import ConfigError
+
 # registry name -> (torchvision dataset class, keyword arguments) for `data prepare`
 TORCHVISION = {
     "dtd": ("DTD", {}),
@@ -148,8 +150,12 @@ def run_prepare(args: argparse.Namespace) -> int:
         print(hint, file=sys.stderr)
         return 1
     if args.dataset in TORCHVISION_IMAGES:
-        for line in arrange(args.dataset, Path(args.root).expanduser()):
-            print(line)
+        try:
+            done = arrange(args.dataset, Path(args.root).expanduser())
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print("\n".join(done))
         problems, summary = inspect_dataset(args.dataset, args.root, full=False)
         for line in problems:
             print(f"error: {line}", file=sys.stderr)
@@ -176,6 +182,14 @@ def arrange(name: str, root: Path) -> list[str]:
     images = image_dir(layout, root)
     done = []
     if not images.exists():
+        if not source.is_dir():  # torchvision changed its layout, or the download is partial
+            raise ConfigError(
+                f"{source}: not found after torchvision's download, so {images} cannot be "
+                f"linked to it; arrange the images as {layout.describe()} by hand "
+                f"({COOP_DATASETS_MD})"
+            )
+        if images.is_symlink():  # a dangling link, e.g. from an earlier run
+            images.unlink()
         images.symlink_to(os.path.relpath(source, images.parent), target_is_directory=True)
         done.append(f"linked {images} -> {source}")
     split_path = folder / str(layout.split_file)

@@ -258,7 +258,8 @@ def shared_inputs(cfg: trainers.TrialConfig) -> tuple[Backbone, Task, FrozenFeat
     """
     device = resolve_device(cfg.train.device)
     model_key = repr((cfg.backbone, str(device)))
-    data_key = repr((model_key, cfg.dataset))
+    d = cfg.dataset  # what a task's images depend on; a searched template or batch size not
+    data_key = repr((model_key, d.name, d.root, d.shots))
     if _KEPT.get("model_key") != model_key:
         _KEPT.clear()
         _KEPT["backbone"] = load_backbone(cfg.backbone, device)

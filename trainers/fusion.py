@@ -10,7 +10,8 @@ the image is the main modality and the text the complementary one, in a sequenti
    (their own vision prompts, if any, are unconditioned; CoOp-style text prompts play no part);
 3. the prompted image encoder's normalised feature goes through a linear head (trainable, part
    of the method's state as `fusion_head`), initialised as CLIP's zero-shot classifier: the
-   class names in `dataset.template`, times CLIP's logit scale.
+   class names in `dataset.template`, times CLIP's logit scale (multi-label: each class's bias
+   centred on the few-shot images, see `FusionHead`).
 
 Loss: cross-entropy (single-label) or binary cross-entropy per class (multi-label), plus the
 method's aux losses. Metrics: `{split}/acc`, or `{split}/macro_f1` and `{split}/micro_f1` at a
@@ -42,14 +43,24 @@ if TYPE_CHECKING:
 
 
 class FusionHead(nn.Module):
-    """A linear classifier on the prompted image feature, initialised as zero-shot CLIP."""
+    """A linear classifier on the prompted image feature, initialised as zero-shot CLIP.
 
-    def __init__(self, class_features: Tensor, scale: float) -> None:
+    For multi-label data pass `centre_on`, image features of the training examples: zero-shot
+    logits are scale x cosine, and CLIP's cosines (~0.2-0.3) are all positive, so every label
+    would start above a sigmoid's 0.5; each class's bias instead starts at minus its mean logit
+    over those images, so a label starts positive on the images that match it better than most.
+    """
+
+    def __init__(
+        self, class_features: Tensor, scale: float, centre_on: Tensor | None = None
+    ) -> None:
         super().__init__()
         self.linear = nn.Linear(class_features.shape[1], class_features.shape[0])
         with torch.no_grad():
             self.linear.weight.copy_(class_features * scale)
             self.linear.bias.zero_()
+            if centre_on is not None:
+                self.linear.bias.copy_(-self.linear(centre_on.to(class_features.dtype)).mean(0))
 
     def forward(self, features: Tensor) -> Tensor:
         return self.linear(features)
@@ -80,7 +91,7 @@ class FusionModel:
         keys = [(self.task.name, split, i) for i in index] if keep else None
         cond = Conditioning(batch_size=len(images))
         cond.paired_text_features = self.text_features(split, index)
-        if self.method.needs_image and not getattr(self.method, "uses_paired_text", False):
+        if self.method.needs_image and not self.method.uses_paired_text:
             cond.image_features = self.model.frozen_image_features(images, keys)
         if self.method.needs_class_features:
             cond.class_features = self.model.template_features(self.task.classnames)
@@ -110,15 +121,19 @@ def fit(
     if frozen is None or not cfg.train.cache_frozen:
         frozen = FrozenFeatures(enabled=cfg.train.cache_frozen)
     model = PromptedCLIP(backbone, method, cfg.dataset.template, frozen).to(device)
-    scale = float(backbone.model.logit_scale.exp())
-    method.add_module("fusion_head", FusionHead(model.template_features(task.classnames), scale))
-    model.to(device)
-    fused = FusionModel(model, task)
-
     prep = loop.ImagePrep(backbone, device)
     shots = sample_shots(task.train.labels, cfg.dataset.shots, cfg.seed)
     train = prep(task.train.subset(shots))
     index = shots.tolist()
+    scale = float(backbone.model.logit_scale.exp())
+    centre_on = None
+    if task.multi_label:
+        keys = [(task.name, "train", i) for i in index]
+        centre_on = model.frozen_image_features(train.images, keys)
+    head = FusionHead(model.template_features(task.classnames), scale, centre_on)
+    method.add_module("fusion_head", head)
+    model.to(device)
+    fused = FusionModel(model, task)
     optimizer = loop._sgd(list(method.parameters()), cfg)
     shuffle = torch.Generator().manual_seed(cfg.seed)
     autocast = loop._autocast(cfg, device)

@@ -14,6 +14,9 @@ def test_the_next_trial_on_the_same_backbone_and_data_reuses_what_the_last_one_l
     other_lr = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, lr=0.5), seed=9)
     assert shared_inputs(other_lr) == (backbone, task, frozen)  # the very same objects
 
+    searched = dataclasses.replace(cfg.dataset, template="a {}.", batch_size=4)
+    assert shared_inputs(dataclasses.replace(cfg, dataset=searched))[1:] == (task, frozen)
+
     fewer = dataclasses.replace(cfg, dataset=dataclasses.replace(cfg.dataset, shots=2))
     same_backbone, new_task, new_frozen = shared_inputs(fewer)
     assert same_backbone is backbone and new_task is not task and new_frozen is not frozen

@@ -64,6 +64,27 @@ def test_prepare_links_the_download_and_writes_the_split(tmp_path, monkeypatch, 
     assert f"kept the split file {split_file}" in capsys.readouterr().out
 
 
+def test_prepare_names_a_download_whose_layout_it_does_not_know(tmp_path, monkeypatch, capsys):
+    """No dangling link and no traceback when torchvision leaves another layout."""
+    import torchvision.datasets
+
+    def other_layout(root: str, download: bool) -> None:
+        class_folders(Path(root) / "dtd" / "somewhere_else", {"banded": 4})
+
+    monkeypatch.setattr(torchvision.datasets, "DTD", other_layout)
+    assert cli(["data", "prepare", "dtd", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not found after torchvision's download" in err and "by hand" in err
+    assert not (tmp_path / "dtd" / "images").is_symlink()
+    # a dangling link left by an older version is replaced once the download is right
+    (tmp_path / "dtd" / "images").symlink_to("nowhere", target_is_directory=True)
+    images = tmp_path / "dtd" / "torchvision" / "dtd" / "dtd" / "images"
+    class_folders(images, {"banded": 4, "dotted": 6})
+    monkeypatch.setattr(torchvision.datasets, "DTD", lambda root, download: None)
+    assert cli(["data", "prepare", "dtd", "--root", str(tmp_path)]) == 0
+    assert (tmp_path / "dtd" / "images" / "banded").is_dir()
+
+
 def test_prepare_converts_a_parquet_manifest(tmp_path, capsys):
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -221,3 +221,18 @@ def test_presets_and_example_study_validate(name, fusion_root):
             [f"dataset.root={fusion_root}", "backbone=tiny", "method.prompt_depth=2"],
         )
         assert spec.metric.name == "val/macro_f1"
+
+
+def test_multi_label_head_does_not_start_by_predicting_every_label():
+    """Zero-shot cosines are all positive: uncentred, sigmoid(scale x cos) > 0.5 everywhere."""
+    from trainers.fusion import FusionHead
+
+    torch.manual_seed(0)
+    # CLIP's features share a direction, so image-text cosines are mostly positive
+    common = torch.randn(16)
+    classes = torch.nn.functional.normalize(common + 0.5 * torch.randn(5, 16), dim=-1)
+    images = torch.nn.functional.normalize(common + 0.5 * torch.randn(40, 16), dim=-1)
+    assert (FusionHead(classes, 100.0)(images) > 0).all()  # the problem
+    centred = FusionHead(classes, 100.0, centre_on=images)(images)
+    assert 0.2 < (centred > 0).float().mean() < 0.8
+    torch.testing.assert_close(centred.mean(0), torch.zeros(5), atol=1e-3, rtol=0)

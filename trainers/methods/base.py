@@ -88,6 +88,8 @@ class PromptMethod(nn.Module):
     name: ClassVar[str] = ""
     needs_image: ClassVar[bool] = False  # engine fills Conditioning.image_features
     needs_class_features: ClassVar[bool] = False  # engine fills Conditioning.class_features
+    # fusion datasets: conditioned on Conditioning.paired_text_features instead of the image
+    uses_paired_text: ClassVar[bool] = False
 
     def __init__(self, cfg: MethodConfig, dims: Dims, embed_words: EmbedWords) -> None:
         super().__init__()

@@ -35,6 +35,7 @@ class SeedStack(PromptMethod):
         self.parts = nn.ModuleList(methods)
         self.needs_image = first.needs_image
         self.needs_class_features = first.needs_class_features
+        self.uses_paired_text = first.uses_paired_text
         self._stacked_text = False  # whether the last plan stacked text sets (see pool_text)
 
     def class_text(self, template: str, classname: str) -> str:
