@@ -134,6 +134,11 @@ def _settle_tracking(
                 f"ablate: {waiting} MLflow calls wait in {spool} (the tracking server is "
                 f"unreachable); run `ablate sync {Path(str(study_dir)).name}` when it is back."
             )
+            if results.is_uri(study_dir):  # an object store takes no appends: spools stay local
+                print(
+                    "ablate: trials on other nodes spooled at the same path on their own disk; "
+                    "run `ablate sync` on each of them too."
+                )
         elif delivered:
             print(f"ablate: delivered {delivered} MLflow calls that waited for the server.")
     try:
