@@ -75,16 +75,16 @@ class StudyOutcome:
 
 def connect(address: str | None) -> None:
     """Join the cluster at `address`, or start a local Ray bound to 127.0.0.1."""
-    if ray.is_initialized():
-        return
-    # Ray 2.60 turns token authentication on by default (token in ~/.ray/auth_token, generated
-    # on first start); ablate leaves it on and never sets RAY_AUTH_MODE itself.
     if address and address.startswith(("http://", "https://")):
         raise ConfigError(
             f"--address {address} is a Ray dashboard (Jobs API) address: submit the study "
             f"there with `ablate submit FILE --address {address}`, or give `ablate search` the "
             "cluster's GCS address (HEAD:6379) to run the driver here"
         )
+    if ray.is_initialized():
+        return
+    # Ray 2.60 turns token authentication on by default (token in ~/.ray/auth_token, generated
+    # on first start); ablate leaves it on and never sets RAY_AUTH_MODE itself.
     if address:
         cwd = os.getcwd()
         try:
