@@ -80,9 +80,9 @@ class TrainConfig:
     test_at_end: bool = True
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
     cache_frozen: bool = True  # compute prompt-free features once (trainers.frozen); exact
-    fuse_seeds: bool = (
-        True  # a trial's seeds train in one forward/backward per step (loop.fit_seeds)
-    )
+    # a trial's seeds take each step in one forward/backward pass (loop.fit_seeds); equal to
+    # seed-by-seed training up to float rounding; false for bit-reproducible seeds
+    fuse_seeds: bool = True
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")

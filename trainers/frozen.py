@@ -40,13 +40,17 @@ class FrozenFeatures:
         """
         if keys is None or not self.enabled:
             return compute(inputs)
-        missing = [i for i, key in enumerate(keys) if key not in self._rows]
-        if missing:
+        first = {}  # each unseen key once, at its first position (fused seeds may share images)
+        for i, key in enumerate(keys):
+            if key not in self._rows:
+                first.setdefault(key, i)
+        if first:
+            missing = list(first.values())
             fresh = compute(inputs[missing] if len(missing) < len(keys) else inputs)
             for i, row in zip(missing, fresh):
                 self._rows[keys[i]] = row
-        self.computed += len(missing)
-        self.reused += len(keys) - len(missing)
+        self.computed += len(first)
+        self.reused += len(keys) - len(first)
         return torch.stack([self._rows[key] for key in keys])
 
     def block(self, key: Hashable, compute: Callable[[], Tensor]) -> Tensor:

@@ -126,17 +126,23 @@ def fit(
     train = prep(task.train.subset(shots))
     index = shots.tolist()
     scale = float(backbone.model.logit_scale.exp())
+    autocast = loop._autocast(cfg, device)
     centre_on = None
-    if task.multi_label:
-        keys = [(task.name, "train", i) for i in index]
-        centre_on = model.frozen_image_features(train.images, keys)
+    if task.multi_label:  # the few-shot images' features, in evaluation-sized batches
+        keys, size = [(task.name, "train", i) for i in index], cfg.dataset.eval_batch_size
+        with autocast:
+            centre_on = torch.cat(
+                [
+                    model.frozen_image_features(train.images[i : i + size], keys[i : i + size])
+                    for i in range(0, len(keys), size)
+                ]
+            )
     head = FusionHead(model.template_features(task.classnames), scale, centre_on)
     method.add_module("fusion_head", head)
     model.to(device)
     fused = FusionModel(model, task)
     optimizer = loop._sgd(list(method.parameters()), cfg)
     shuffle = torch.Generator().manual_seed(cfg.seed)
-    autocast = loop._autocast(cfg, device)
     first = 1
     if resume is not None:
         method.load_state_dict(resume["method"])

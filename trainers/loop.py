@@ -87,7 +87,9 @@ def fit_seeds(
     The seeds share the backbone, the dataset and the prompt-free features. With
     `train.fuse_seeds` each training step also runs all seeds' batches in one forward and one
     backward pass of the engine (`trainers.methods.stack`); every seed keeps its own few-shot
-    sample, shuffle, parameters, loss and optimiser, so each learns what it would alone.
+    sample, shuffle, parameters, loss and optimiser, so each learns what it would alone up to
+    float rounding (the stacked matrix products round differently: ~1e-6 after a few epochs);
+    `train.fuse_seeds=false` makes a seed's result bit-independent of the other seeds.
     """
     device = resolve_device(cfg.train.device)
     if cfg.train.threads > 0:
@@ -232,13 +234,14 @@ def train_epoch(
             seed_losses.append(seed_loss)
             for name, value in losses.items():
                 total[name] = total.get(name, 0.0) + value.item()
-            for name, value in run.method.diagnostics(part).items():
-                total[f"diag:{name}"] = total.get(f"diag:{name}", 0.0) + value
         for run in runs:
             run.optimizer.zero_grad(set_to_none=True)
         sum(seed_losses).backward()  # each seed's parameters get its own loss's gradient
         for run in runs:
             run.optimizer.step()
+        for run, part, total in zip(runs, parts, totals):  # after the step, as PMPO's read it
+            for name, value in run.method.diagnostics(part).items():
+                total[f"diag:{name}"] = total.get(f"diag:{name}", 0.0) + value
         steps += 1
     return [_epoch_means(total, steps) for total in totals]
 

@@ -1,5 +1,5 @@
 """Seeds fused into one forward/backward pass per step (train.fuse_seeds) learn what each seed
-learns alone: same metrics, same prompts, for every method."""
+learns alone: same metrics and prompts up to float rounding, for every method."""
 
 from __future__ import annotations
 

@@ -59,6 +59,28 @@ def test_the_image_side_of_coop_is_computed_once_for_all_seeds_and_epochs(tiny_b
     assert frozen.reused > 0
 
 
+def test_fused_seeds_compute_an_image_both_draw_in_one_step_once(tiny_backbone, digits):
+    frozen = FrozenFeatures()
+    seeds = (1, 2, 3)
+    list(trainers.fit_seeds(trial("coop", True), seeds, tiny_backbone, digits, frozen=frozen))
+    shots = [sample_few_shot(digits.train.labels, digits.base_classes, 4, s) for s in seeds]
+    distinct = len(set().union(*(set(s.tolist()) for s in shots)))
+    assert distinct < sum(len(s) for s in shots)  # the seeds do share images
+    assert frozen.computed == distinct + len(digits.val)
+
+
+def test_a_key_twice_in_one_batch_is_computed_once():
+    frozen, calls = FrozenFeatures(), []
+
+    def compute(x):
+        calls.append(len(x))
+        return x * 2
+
+    out = frozen.rows(["a", "b", "a"], torch.tensor([[1.0], [2.0], [1.0]]), compute)
+    assert calls == [2] and out.squeeze(1).tolist() == [2.0, 4.0, 2.0]
+    assert (frozen.computed, frozen.reused) == (2, 1)
+
+
 def test_prompted_towers_are_never_served_from_the_cache(tiny_backbone, digits):
     frozen = FrozenFeatures()
     list(fit(trial("maple", True), tiny_backbone, digits, frozen=frozen))

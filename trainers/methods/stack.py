@@ -5,8 +5,9 @@ config, own parameters). The batch holds each seed's images in one equal block a
 the seeds' vision prompts become per-image prompts of their block, their text prompt sets are
 stacked, and each seed's class embeddings are pooled from its own sets into an (N, C, D) tensor
 that the engine matches to that seed's block of images. Each seed's forward, loss and gradient
-are the ones it would have alone: only the launches are shared, so a GPU that small few-shot
-batches leave idle gets N times the work per launch.
+are the ones it would have alone (up to float rounding: stacked matrix products round
+differently); only the launches are shared, so a GPU that small few-shot batches leave idle
+gets N times the work per launch.
 """
 
 from __future__ import annotations
