@@ -1,4 +1,4 @@
-"""Ray's Jobs API lives here (Ray Tune in ablate/study/): a study on a Ray cluster as a Ray job.
+"""Ray's Jobs API lives here (Ray Tune lives in study.py): a study on a Ray cluster as a Ray job.
 
 `ablate submit` validates the file here, checks the cluster's address and token, the MLflow
 tracking server and the storage, then submits `python -m ablate.cli search FILE ... --address

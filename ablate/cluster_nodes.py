@@ -1,5 +1,5 @@
-"""Ray core for the cluster's nodes (the seam's other Ray module beside ablate/study/, which
-holds Tune): what the live nodes have, whether one trial fits on one of them, the pre-flight check
+"""Ray core for the cluster's nodes (the seam's other Ray module beside study.py, which holds
+Tune): what the live nodes have, whether one trial fits on one of them, the pre-flight check
 run on every node (shared storage, MLflow), and why trials wait when they do not fit.
 """
 

@@ -10,13 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SEAMS = {
-    "ray": {  # Tune (the study package); the Jobs API; nodes
-        "ablate/study/__init__.py",
-        "ablate/study/callbacks.py",
-        "ablate/study/resources.py",
-        "ablate/cluster.py",
-        "ablate/cluster_nodes.py",
-    },
+    "ray": {"ablate/study.py", "ablate/cluster.py", "ablate/cluster_nodes.py"},  # Tune; Jobs; nodes
     "mlflow": {"ablate/tracking.py"},
     "optuna": {"ablate/space.py"},
     "hydra": {"ablate/config.py"},

@@ -3,16 +3,16 @@
 The searcher is always Ray's `OptunaSearch` with the sampler from `space.make_sampler` (tpe,
 random or grid), behind a `ConcurrencyLimiter`; the scheduler comes from `SCHEDULERS`, with the
 epoch (one `report` per epoch) as the fidelity. Final MLflow statuses are written from the driver
-(`callbacks.StatusCallback`), because a stopped trial's worker may never run another line.
-A trial's resources come from `resources.trial_resources`.
+(`_StatusCallback`), because a stopped trial's worker may never run another line.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,16 @@ from ray.tune.schedulers import (
 )
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
+from ray.tune.stopper import Stopper
 
-from ablate import cluster_nodes, results, space, trial
+from ablate import cluster_nodes, config, results, space, trial
 from ablate.errors import ConfigError
+from ablate.outcome import StudyOutcome, TrialOutcome, error_line, status_of, trial_name
 from ablate.spec import Scheduler, StudySpec
-from ablate.study.callbacks import FIDELITY, NODE, PendingNotice, StatusCallback, error_line
-from ablate.study.resources import TRIAL_NUMBER, trial_resources
 from ablate.tracking import Tracker
+
+FIDELITY = "training_iteration"  # one report per epoch, so iterations are epochs
+TRIAL_NUMBER = "trial"  # added to each sampled config: Optuna's trial number, 0, 1, 2, ...
 
 SCHEDULERS: dict[str, Callable[[Scheduler, int], TrialScheduler]] = {
     "asha": lambda s, epochs: ASHAScheduler(
@@ -50,27 +53,6 @@ SCHEDULERS: dict[str, Callable[[Scheduler, int], TrialScheduler]] = {
     ),
     "none": lambda s, epochs: FIFOScheduler(),
 }
-
-
-@dataclass
-class TrialOutcome:
-    trial_id: str
-    name: str
-    status: str  # completed | pruned | failed
-    epochs: int
-    params: dict[str, Any]
-    metric: float | None  # the seed mean of the study metric at the last reported epoch
-    error: str = ""
-    node: str = ""  # the Ray node id the trial last ran on
-
-
-@dataclass
-class StudyOutcome:
-    trials: list[TrialOutcome] = field(default_factory=list)
-    stopped_early: bool = False  # every trial so far failed
-
-    def count(self, status: str) -> int:
-        return sum(t.status == status for t in self.trials)
 
 
 def connect(address: str | None) -> None:
@@ -152,10 +134,10 @@ def run_study(
     system_metrics: bool = False,
 ) -> StudyOutcome:
     epochs = spec.max_epochs()
-    guard = StatusCallback(tracker, epochs, fail_limit=min(3, spec.num_trials))
+    guard = _StatusCallback(tracker, epochs, fail_limit=min(3, spec.num_trials))
     pending = PendingNotice(cluster_nodes.wanted(spec))
     trainable = tune.with_resources(
-        _make_trainable(spec, tracker, study_dir, system_metrics), trial_resources(spec)
+        _make_trainable(spec, tracker, study_dir, system_metrics), _trial_resources(spec)
     )
     if launch.restore:
         tuner = tune.Tuner.restore(str(launch.ray_dir), trainable, resume_unfinished=True)
@@ -207,6 +189,54 @@ def _tune_config(spec: StudySpec, epochs: int, launch: Launch) -> tune.TuneConfi
     )
 
 
+def _trial_resources(spec: StudySpec) -> dict[str, float] | Callable[[dict], Any]:
+    """What one trial asks Ray for. With `resources.gpu: auto` the GPU share is measured per
+    configuration by a short probe on a GPU (trainers.probe), so Ray packs as many trials on a
+    GPU as fit in its memory; configurations that differ only in optimiser settings share one
+    measurement."""
+    if not spec.resources.gpu_auto:
+        return {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    from trainers import probe
+
+    measure = ray.remote(num_cpus=0, num_gpus=probe.STEP)(_measured_share)
+    shares: dict[str, float] = {}
+
+    def resources(params: dict[str, Any]) -> tune.PlacementGroupFactory:
+        values = space.decode({k: v for k, v in params.items() if k != TRIAL_NUMBER})
+        cfg = config.compose(spec.trial_overrides(values))
+        key = probe.memory_key(cfg)
+        if key not in shares:
+            shares[key] = _probe_or_whole(measure, cfg, len(spec.seeds), spec.resources.gpu)
+        return tune.PlacementGroupFactory([{"CPU": spec.resources.cpu, "GPU": shares[key]}])
+
+    return resources
+
+
+def _probe_or_whole(
+    measure: Any, cfg: Any, seeds: int, whole: float, timeout: float = 600
+) -> float:
+    """The probe's share; a probe that cannot run (the GPUs are full, it fails) must not block
+    or crash the study: the trial then asks for the file's upper bound, one GPU."""
+    ref = measure.remote(cfg, seeds)
+    try:
+        return ray.get(ref, timeout=timeout)
+    except Exception as err:
+        ray.cancel(ref, force=True)
+        print(f"ablate: the GPU memory probe did not finish ({error_line(str(err))}); "
+              f"the trial asks for {whole:g} GPU")  # fmt: skip
+        return whole
+
+
+def _measured_share(cfg: Any, seeds: int) -> float:
+    from trainers import probe
+
+    peak, total = probe.peak_gpu_memory(cfg, seeds)
+    share = probe.gpu_share(peak, total)
+    print(f"ablate: a trial of this configuration peaks at {peak / 2**30:.2f} GiB of "
+          f"{total / 2**30:.0f} GiB; it asks for {share:g} GPU")  # fmt: skip
+    return share
+
+
 def _make_trainable(
     spec: StudySpec, tracker: Tracker, study_dir: results.Location, system_metrics: bool
 ) -> Callable:
@@ -227,6 +257,7 @@ def _make_trainable(
 
 
 STATE_FILE = "state.pt"
+NODE = "node_id"  # in every result: the Ray node the trial runs on (the driver records it)
 
 
 def _report_with_checkpoint(metrics: dict[str, float], state: dict[str, Any]) -> None:
@@ -251,11 +282,6 @@ def _restore() -> dict[str, Any] | None:
         return torch.load(Path(folder) / STATE_FILE, weights_only=False)
 
 
-def trial_name(number: int | None) -> str:
-    """Optuna's trial number 7 -> `t007`: names that sort in the order trials were sampled."""
-    return "t???" if number is None else f"t{number:03d}"
-
-
 class _NumberedOptunaSearch(OptunaSearch):
     """OptunaSearch that adds Optuna's trial number to each config, to name trials by it."""
 
@@ -266,12 +292,95 @@ class _NumberedOptunaSearch(OptunaSearch):
         return config
 
 
-def _status(ray_status: str | None, result: Any, reached: int, epochs: int) -> str:
-    if result.error or ray_status == "ERROR":
-        return "failed"
-    if ray_status != "TERMINATED":
-        return "unfinished"  # the study was interrupted while this trial ran or waited
-    return "completed" if reached >= epochs else "pruned"
+class _StatusCallback(tune.Callback, Stopper):
+    """Writes pruned/failed statuses to MLflow from the driver, and stops a study whose first
+    `fail_limit` trials all failed instead of burning the budget on a broken setup."""
+
+    def __init__(self, tracker: Tracker, epochs: int, fail_limit: int) -> None:
+        self.tracker = tracker
+        self.epochs = epochs
+        self.fail_limit = fail_limit
+        self.statuses: dict[str, str] = {}
+        self.nodes: dict[str, str] = {}  # trial id -> the Ray node it last reported from
+        self.reported = False
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        self.reported = True
+        return False
+
+    def stop_all(self) -> bool:
+        failed = sum(s == "failed" for s in self.statuses.values())
+        return not self.reported and failed >= self.fail_limit
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        node = result.get(NODE)
+        if node and self.nodes.get(trial.trial_id) != node:  # its first result, or it moved
+            self.nodes[trial.trial_id] = node
+            tags = {"ablate.node": node, "ablate.node_ip": str(result.get("node_ip", ""))}
+            try:
+                for run in self.tracker.runs_of_trial(trial.trial_id):
+                    self.tracker.set_tags(run.info.run_id, tags)
+            except Exception as err:  # tracking trouble must not stop the study
+                print(f"ablate: could not tag trial {trial.trial_id} with its node: {err}")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        epoch = int(trial.last_result.get(FIDELITY, 0))
+        status = "completed" if epoch >= self.epochs else "pruned"
+        self.statuses[trial.trial_id] = status
+        if status == "pruned":
+            self._finish(trial.trial_id, "pruned", {"ablate.stopped_epoch": str(epoch)})
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.statuses[trial.trial_id] = "failed"
+        self._finish(trial.trial_id, "failed", {"ablate.error": _error_text(trial)[:4000]})
+
+    def _finish(self, trial_id: str, status: str, tags: dict[str, str]) -> None:
+        try:
+            for run in self.tracker.runs_of_trial(trial_id):
+                if run.info.status == "RUNNING":
+                    self.tracker.finish_run(run.info.run_id, status, tags)
+        except Exception as err:  # tracking trouble must not stop the study
+            print(f"ablate: could not record {status} for trial {trial_id} in MLflow: {err}")
+
+
+class PendingNotice(tune.Callback):
+    """Says why trials wait: when trials have been PENDING for `after` seconds while none of
+    the study runs (nothing of ours will free resources), it prints, every `every` seconds,
+    what one trial needs and what each node has free, naming the resource that is short."""
+
+    def __init__(self, wanted: dict[str, float], after: float | None = None, every: float = 120):
+        self.wanted = wanted
+        self.after = (
+            float(os.environ.get("ABLATE_PENDING_NOTICE_S", 60)) if after is None else after
+        )
+        self.every = every
+        self.since: dict[str, float] = {}
+        self.last = 0.0
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        now = time.monotonic()
+        pending = [t for t in trials if t.status == "PENDING"]
+        self.since = {t.trial_id: self.since.get(t.trial_id, now) for t in pending}
+        running = any(t.status == "RUNNING" for t in trials)
+        waited = max((now - s for s in self.since.values()), default=0.0)
+        if running or waited < self.after or now - self.last < self.every:
+            return
+        self.last = now
+        try:
+            free = cluster_nodes.free_per_node()
+        except Exception as err:
+            print(f"ablate: {len(pending)} trials pending for {waited:.0f} s ({err})", flush=True)
+            return
+        print(cluster_nodes.pending_message(self.wanted, len(pending), waited, free), flush=True)
+
+
+def _error_text(trial: Any) -> str:
+    path = getattr(trial, "error_file", None)
+    if path and Path(path).is_file():
+        return error_line(Path(path).read_text(errors="replace"))
+    return "unknown error"
 
 
 def _trial_id_from_path(path: str) -> str:
@@ -286,7 +395,7 @@ def _outcome(grid: Any, spec: StudySpec, statuses: dict[str, str], epochs: int) 
         config = dict(result.config or {})
         trial_id = metrics.get("trial_id") or _trial_id_from_path(result.path)
         reached = int(metrics.get(FIDELITY, 0))
-        status = statuses.get(trial_id) or _status(
+        status = statuses.get(trial_id) or status_of(
             ray_status.get(trial_id), result, reached, epochs
         )
         outcome.trials.append(
