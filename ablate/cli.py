@@ -216,23 +216,24 @@ See cluster/README.md for cluster configs (ray up, KubeRay) and an MLflow server
 
 
 def add_cluster_parsers(commands: argparse._SubParsersAction) -> None:
-    def address(parser: argparse.ArgumentParser) -> None:
+    def cluster_command(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        parser = commands.add_parser(
+            name,
+            help=help,
+            description=description,
+            epilog=CLUSTER_EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         parser.add_argument(
             "--address",
             help="the cluster's dashboard / Jobs API, http://HEAD:8265 (default: "
             "$RAY_API_SERVER_ADDRESS, $RAY_ADDRESS, else http://127.0.0.1:8265)",
         )
+        return parser
 
-    submit = commands.add_parser(
-        "submit",
-        help="run a study on a Ray cluster as a Ray job",
-        description=SUBMIT_HELP,
-        epilog=CLUSTER_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    submit = cluster_command("submit", "run a study on a Ray cluster as a Ray job", SUBMIT_HELP)
     submit.add_argument("file", metavar="FILE", help="search-space YAML (see search_spaces/)")
     submit.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides")
-    address(submit)
     submit.add_argument(
         "--tracking-uri",
         help="MLflow tracking server the nodes reach (default: $MLFLOW_TRACKING_URI; "
@@ -262,41 +263,32 @@ def add_cluster_parsers(commands: argparse._SubParsersAction) -> None:
     submit.add_argument("--follow", action="store_true", help="stream the job's logs until it ends")
     submit.set_defaults(func=cmd_submit)
 
-    status = commands.add_parser(
+    status = cluster_command(
         "status",
-        help="status of studies submitted to a Ray cluster",
-        description="Without JOB: every study job on the cluster, newest first. With a study "
-        "name: its latest job; or a job id.",
-        epilog=CLUSTER_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "status of studies submitted to a Ray cluster",
+        "Without JOB: every study job on the cluster, newest first. With a study name: its "
+        "latest job; or a job id.",
     )
     status.add_argument("job", nargs="?", metavar="JOB", help="study name or job id")
-    address(status)
     status.set_defaults(func=cmd_status)
 
-    logs = commands.add_parser(
+    logs = cluster_command(
         "logs",
-        help="logs of a submitted study",
-        description="The driver's output of a study's latest job (or a job id): the plan, "
-        "Ray Tune's trial table, the summary.",
-        epilog=CLUSTER_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "logs of a submitted study",
+        "The driver's output of a study's latest job (or a job id): the plan, Ray Tune's trial "
+        "table, the summary.",
     )
     logs.add_argument("job", metavar="JOB", help="study name or job id")
     logs.add_argument("--follow", "-f", action="store_true", help="stream until the job ends")
-    address(logs)
     logs.set_defaults(func=cmd_logs)
 
-    stop = commands.add_parser(
+    stop = cluster_command(
         "stop",
-        help="stop a submitted study",
-        description="Stop a study's running job (or a job id). The driver gets SIGINT and "
-        "records the study as interrupted; submit the same file again to resume it.",
-        epilog=CLUSTER_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "stop a submitted study",
+        "Stop a study's running job (or a job id). The driver gets SIGINT and records the study "
+        "as interrupted; submit the same file again to resume it.",
     )
     stop.add_argument("job", metavar="JOB", help="study name or job id")
-    address(stop)
     stop.set_defaults(func=cmd_stop)
 
 
