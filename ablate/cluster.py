@@ -6,28 +6,18 @@ auto --tracking-uri URI --storage LOCATION` as the job's entrypoint, with the wo
 and the ablate code in its runtime_env. The driver runs on the head node, the trials on every
 node, and the same `ablate search` checks the storage and MLflow again from every node before
 the first trial. `status`, `logs` and `stop` find a study's latest job by the `ablate_study`
-entry of the job's metadata, so the study's name is enough.
-
-Token authentication: Ray 2.60 sends its token only when `RAY_AUTH_MODE=token` is set in the
-client's environment, so `ray job submit` against a token cluster fails with 401 unless it is.
-ablate reads the token from the same places as Ray ($RAY_AUTH_TOKEN, else the file named by
-$RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token) and always sends it as a bearer header (a cluster
-without authentication ignores it); RAY_AUTH_MODE is never set in-process.
+entry of the job's metadata, so the study's name is enough. The address and the token are
+found as Ray finds them (`ablate.cluster_access`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
-import json
 import os
 import shlex
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
@@ -35,10 +25,19 @@ from pathlib import Path
 from typing import Any
 
 from ablate import results, tracking
+from ablate.cluster_access import (
+    DEFAULT_ADDRESS,
+    TOKEN_HELP,
+    ClusterAuthError,
+    ClusterError,
+    check_address,
+    is_loopback,
+    read_token,
+    resolve_address,
+)
 from ablate.errors import AblateError, ConfigError
 from ablate.spec import StudySpec
 
-DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 STUDY_KEY = "ablate_study"  # job metadata: the study's name
 ENTRYPOINT = ["python", "-m", "ablate.cli", "search"]  # works with only the uploaded code, too
 EXCLUDES = [  # never uploaded with the working directory (Ray also honours .gitignore)
@@ -63,93 +62,6 @@ ENV_VARS = {  # `ablate stop` -> SIGINT: Tune saves the experiment, ablate marks
     "RAY_DEDUP_LOGS": "0",
 }
 DONE = {"SUCCEEDED", "FAILED", "STOPPED"}
-TOKEN_HELP = (
-    "ablate reads the token as Ray does: $RAY_AUTH_TOKEN, else the file named by "
-    "$RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token. `ray get-auth-token` on the head node prints "
-    "the cluster's token (KubeRay: the Secret named in the RayCluster); save it to "
-    "~/.ray/auth_token or export RAY_AUTH_TOKEN."
-)
-
-
-class ClusterError(AblateError):
-    """The cluster cannot be reached, or a job cannot be found or submitted."""
-
-
-class ClusterAuthError(ClusterError):
-    """The cluster wants a token we do not have, or refused the one we sent."""
-
-    exit_code = 2
-
-
-# ---- token and address -------------------------------------------------------------------------
-def read_token() -> tuple[str | None, str]:
-    """(token, where it came from), looked up in Ray's order; (None, "") when there is none."""
-    value = os.environ.get("RAY_AUTH_TOKEN", "").strip()
-    if value:
-        return value, "$RAY_AUTH_TOKEN"
-    named = os.environ.get("RAY_AUTH_TOKEN_PATH")
-    if named:  # Ray treats an unreadable file named here as fatal, not as "no token"
-        path = Path(named).expanduser()
-        try:
-            value = path.read_text().strip()
-        except OSError as err:
-            raise ClusterAuthError(f"RAY_AUTH_TOKEN_PATH={named} cannot be read: {err}") from err
-        if not value:
-            raise ClusterAuthError(f"RAY_AUTH_TOKEN_PATH={named} is empty. {TOKEN_HELP}")
-        return value, f"$RAY_AUTH_TOKEN_PATH ({path})"
-    default = Path.home() / ".ray" / "auth_token"
-    with contextlib.suppress(OSError):
-        value = default.read_text().strip()
-        if value:
-            return value, str(default)
-    return None, ""
-
-
-def resolve_address(address: str | None) -> str:
-    """--address, else $RAY_API_SERVER_ADDRESS, else an http(s) $RAY_ADDRESS, else the local
-    default, as `ray job` does; a bare HOST:PORT gets http://."""
-    env = os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS", "")
-    if not address:
-        address = env if env.startswith(("http://", "https://")) else DEFAULT_ADDRESS
-    if "://" not in address:
-        address = f"http://{address}"
-    return address.rstrip("/")
-
-
-def is_loopback(address: str) -> bool:
-    """Whether the cluster at `address` is on this machine (its dashboard on a loopback host)."""
-    host = urllib.parse.urlsplit(address if "://" in address else f"//{address}").hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_address(address: str, headers: dict[str, str]) -> None:
-    """Fail fast and clearly when nothing answers at `address` or it is no Ray dashboard."""
-    request = urllib.request.Request(f"{address}/api/version", headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            answer = json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as err:
-        if err.code in (401, 403):
-            return  # the Jobs API calls below say what is wrong with the token
-        raise ClusterError(
-            f"{address} answered HTTP {err.code} to /api/version: is it the Ray dashboard "
-            "(Jobs API, port 8265 by default)?"
-        ) from err
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        reason = getattr(err, "reason", err)
-        raise ClusterError(
-            f"cannot reach the Ray dashboard (Jobs API) at {address}: {reason}.\n"
-            "Is the cluster up, and is this its dashboard address? (`ray start --head "
-            "--dashboard-host 0.0.0.0`; `ray dashboard cluster/gpu-cluster.yaml` forwards it to "
-            "http://127.0.0.1:8265; on Kubernetes, port-forward the head service's 8265)"
-        ) from err
-    if "ray_version" not in answer:
-        raise ClusterError(f"{address}/api/version does not look like a Ray dashboard: {answer}")
 
 
 @dataclass
@@ -196,7 +108,7 @@ def connect(address: str | None) -> Jobs:
     address = resolve_address(address)
     token, source = read_token()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    _check_address(address, headers)
+    check_address(address, headers)
     from ray.job_submission import JobSubmissionClient
 
     jobs = Jobs(address, token, source, None)
