@@ -134,6 +134,10 @@ def run_study(
     system_metrics: bool = False,
 ) -> StudyOutcome:
     epochs = spec.max_epochs()
+    if not results.is_uri(str(launch.ray_dir)):
+        # every epoch checkpoints (num_to_keep=1 forces a state snapshot): on local disk that
+        # is a cheap copy, and Tune's "snapshotting triggered multiple times" warning is noise
+        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     guard = _StatusCallback(tracker, epochs, fail_limit=min(3, spec.num_trials))
     pending = PendingNotice(cluster_nodes.wanted(spec))
     trainable = tune.with_resources(
