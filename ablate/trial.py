@@ -45,12 +45,18 @@ class TrialContext:
     system_metrics: bool = False  # sample CPU/memory/GPU into the trial run
 
 
+# how a trial runs, not what it computes: changing one must not retrain finished cells
+SPEED_KNOBS = ("seed", "train.cache_frozen", "train.fuse_seeds", "train.threads")
+
+
 def trial_key(cfg: trainers.TrialConfig) -> str:
-    """sha256 of the resolved config without the seed, plus the package version."""
+    """sha256 of the resolved config without the seed and the speed knobs, plus the package
+    version: the (configuration, seed) cells a results table already holds are found by it."""
     from ablate import __version__
 
     flat = config.to_flat_dict(cfg)
-    flat.pop("seed", None)
+    for knob in SPEED_KNOBS:
+        flat.pop(knob, None)
     payload = json.dumps(flat, sort_keys=True, default=str) + __version__
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

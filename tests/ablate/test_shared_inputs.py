@@ -23,3 +23,15 @@ def test_the_next_trial_on_the_same_backbone_and_data_reuses_what_the_last_one_l
 
     bf16 = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, precision="bf16"))
     assert shared_inputs(bf16)[0] is not backbone  # one backbone kept at a time
+
+
+def test_speed_knobs_keep_a_trials_key_so_finished_cells_are_reused():
+    from ablate.trial import trial_key
+
+    cfg = config.compose(["method=coop", "dataset=digits"])
+    faster = dataclasses.replace(
+        cfg, train=dataclasses.replace(cfg.train, fuse_seeds=False, cache_frozen=False, threads=2)
+    )
+    assert trial_key(faster) == trial_key(cfg) == trial_key(cfg.with_seed(7))
+    other_lr = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, lr=0.5))
+    assert trial_key(other_lr) != trial_key(cfg)
