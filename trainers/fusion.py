@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from trainers.configs import TrialConfig
 from trainers.data.datasets import Split
 from trainers.data.fusion import FusionTask, sample_shots
+from trainers.evaluation import ImagePrep, eval_batches
 from trainers.frozen import FrozenFeatures
 from trainers.methods.base import Conditioning
 from trainers.metrics import accuracy, f1_scores
@@ -39,7 +40,7 @@ from trainers.registry import method_for_config
 
 if TYPE_CHECKING:
     from trainers.backbone import Backbone
-    from trainers.loop import EpochMetrics, ImagePrep
+    from trainers.loop import EpochMetrics
 
 
 class FusionHead(nn.Module):
@@ -121,7 +122,7 @@ def fit(
     if frozen is None or not cfg.train.cache_frozen:
         frozen = FrozenFeatures(enabled=cfg.train.cache_frozen)
     model = PromptedCLIP(backbone, method, cfg.dataset.template, frozen).to(device)
-    prep = loop.ImagePrep(backbone, device)
+    prep = ImagePrep(backbone, device)
     shots = sample_shots(task.train.labels, cfg.dataset.shots, cfg.seed)
     train = prep(task.train.subset(shots))
     index = shots.tolist()
@@ -208,12 +209,10 @@ def train_epoch(
 @torch.no_grad()
 def evaluate(fused: FusionModel, split_name: str, prep: ImagePrep, cfg: TrialConfig) -> dict:
     """Accuracy, or macro / micro F1 (multi-label), of a split decoded one batch at a time."""
-    from trainers.loop import _eval_batches
-
     fused.model.eval()
     split: Split = getattr(fused.task, split_name)
     keep = split_name == cfg.train.eval_split
-    batches = _eval_batches(prep, split, (split_name, "fusion"), cfg.dataset.eval_batch_size)
+    batches = eval_batches(prep, split, (split_name, "fusion"), cfg.dataset.eval_batch_size)
     logits = torch.cat(
         [
             fused(images, split_name, list(range(start, start + len(images))), keep)[0].float()

@@ -27,10 +27,11 @@ from trainers import fusion, protocols
 from trainers.configs import TrialConfig
 from trainers.data import Split, Task, load_task, sample_few_shot
 from trainers.data.fusion import FusionTask
+from trainers.evaluation import ImagePrep, score
 from trainers.frozen import FrozenFeatures
 from trainers.methods.base import PromptMethod
 from trainers.methods.stack import SeedStack, StackPlan
-from trainers.metrics import accuracy, harmonic_mean
+from trainers.metrics import harmonic_mean
 from trainers.prompted_clip import PromptedCLIP
 from trainers.registry import method_for_config
 
@@ -267,73 +268,17 @@ def evaluate(
     keep = split_name == cfg.train.eval_split
     result = {}
     for part, classes in (("base", task.base_classes), ("new", task.new_classes)):
-        data = split.of_classes(classes)
-        names = task.names(classes)
-        text = None if model.method.needs_image else model.text_features(names)
         index = split.in_classes(classes).nonzero().squeeze(1).tolist()
         keys = [(task.name, split_name, i) for i in index] if keep else None
-        batches = _eval_batches(prep, data, (split_name, part), cfg.dataset.eval_batch_size)
-        logits = torch.cat(
-            [
-                model(images, names, text_features=text, keys=_slice(keys, start, len(images)))[0]
-                for start, images in batches
-            ]
-        ).float()
-        result[f"{split_name}/{part}"] = accuracy(logits, data.labels.to(logits.device))
+        data, names = split.of_classes(classes), task.names(classes)
+        size = cfg.dataset.eval_batch_size
+        result[f"{split_name}/{part}"] = score(
+            model, data, names, prep, (split_name, part), size, keys
+        )
     result[f"{split_name}/hm"] = harmonic_mean(
         result[f"{split_name}/base"], result[f"{split_name}/new"]
     )
     return result
-
-
-def _eval_batches(
-    prep: ImagePrep, split: Split, key: object, size: int
-) -> Iterator[tuple[int, Tensor]]:
-    """(start, prepared images) batches of a split: an in-memory split is prepared once and kept
-    (epochs re-evaluate it); a split of files is decoded one batch at a time, never whole
-    (ImageNet's test images as floats would not fit in memory)."""
-    if isinstance(split.images, Tensor):
-        data = prep(split, key=key)
-        for start in range(0, len(data), size):
-            yield start, data.images[start : start + size]
-        return
-    for start in range(0, len(split), size):
-        chunk = Split(split.images[start : start + size], split.labels[start : start + size])
-        yield start, prep(chunk).images
-
-
-def _slice(keys: list | None, start: int, count: int) -> list | None:
-    return None if keys is None else keys[start : start + count]
-
-
-class ImagePrep:
-    """Resize to the backbone's input size and normalise with its mean/std, once per split.
-
-    Cached by an explicit `key` (e.g. ("val", "base")), never by tensor address: `of_classes`
-    makes fresh tensors, and a freed address reused by an equal-sized split would hit wrongly.
-    """
-
-    def __init__(self, backbone: backbones.Backbone, device: torch.device) -> None:
-        self.size = backbone.dims.image_size
-        self.mean = torch.tensor(backbone.image_mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(backbone.image_std).view(1, 3, 1, 1)
-        self.device = device
-        self._cache: dict[object, Split] = {}
-
-    def __call__(self, split: Split, key: object = None) -> Split:
-        if key is None:
-            return self._prepare(split)
-        if key not in self._cache:
-            self._cache[key] = self._prepare(split)
-        return self._cache[key]
-
-    def _prepare(self, split: Split) -> Split:
-        images = split.images
-        if images.shape[-1] != self.size or images.shape[-2] != self.size:
-            size = (self.size, self.size)
-            images = F.interpolate(images, size=size, mode="bicubic", antialias=True)
-        images = (images.clamp(0, 1) - self.mean) / self.std
-        return Split(images.to(self.device), split.labels.to(self.device))
 
 
 def learning_rate(cfg: TrialConfig, epoch: int) -> float:

@@ -13,7 +13,7 @@
   (`test/domain_generalization/avg`); -A and -R are scored on their 200 classes.
 
 `dataset.targets` replaces the standard target list (e.g. the ones on disk). Targets are decoded
-one evaluation batch at a time (the loop's `_eval_batches`), never whole, and are scored only
+one evaluation batch at a time (`trainers.evaluation`), never whole, and are scored only
 when the test split is (`train.test_at_end`): per-epoch model selection uses the source's val.
 """
 
@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING
 import torch
 
 from trainers.configs import DataConfig
-from trainers.data import Split, Task, list_datasets, load_task
+from trainers.data import Task, list_datasets, load_task
 from trainers.data.fusion import FUSION
 from trainers.data.imagenet_variants import TEMPLATE as IMAGENET_TEMPLATE
 from trainers.data.imagenet_variants import VARIANTS
 from trainers.data.layouts import LAYOUTS
+from trainers.evaluation import ImagePrep, score
 
 if TYPE_CHECKING:
     from trainers.configs import TrialConfig
-    from trainers.loop import ImagePrep
     from trainers.prompted_clip import PromptedCLIP
 
 STANDARD_TARGETS: dict[str, list[str]] = {
@@ -136,9 +136,10 @@ def evaluate(
     split = getattr(task, split_name)
     keys = [(task.name, split_name, i) for i in range(len(split))]
     keep = split_name == cfg.train.eval_split  # as the loop: reuse only the per-epoch split
+    size = cfg.dataset.eval_batch_size
     result = {
         f"{split_name}/acc": score(
-            model, split, task.classnames, prep, (split_name, "all"), cfg, keys if keep else None
+            model, split, task.classnames, prep, (split_name, "all"), size, keys if keep else None
         )
     }
     if split_name == "test" and targets(cfg.dataset):
@@ -153,31 +154,8 @@ def evaluate_target(model: PromptedCLIP, name: str, prep: ImagePrep, cfg: TrialC
     target_cfg = target_config(cfg.dataset, name)
     target = load_task(target_cfg)
     with _template(model, target_cfg.template):
-        return score(model, target.test, target.classnames, prep, ("target", name), cfg, None)
-
-
-def score(
-    model: PromptedCLIP,
-    split: Split,
-    classnames: list[str],
-    prep: ImagePrep,
-    key: object,
-    cfg: TrialConfig,
-    keys: list | None,
-) -> float:
-    """Accuracy of `split` against `classnames`, decoded one evaluation batch at a time."""
-    from trainers.loop import _eval_batches
-
-    if len(split) == 0:
-        raise ValueError(f"{key}: nothing to evaluate (the split is empty)")
-    text = None if model.method.needs_image else model.text_features(classnames)
-    correct = 0
-    for start, images in _eval_batches(prep, split, key, cfg.dataset.eval_batch_size):
-        batch_keys = None if keys is None else keys[start : start + len(images)]
-        logits = model(images, classnames, text_features=text, keys=batch_keys)[0]
-        labels = split.labels[start : start + len(images)].to(logits.device)
-        correct += int((logits.argmax(dim=-1) == labels).sum())
-    return 100.0 * correct / len(split)
+        size = cfg.dataset.eval_batch_size
+        return score(model, target.test, target.classnames, prep, ("target", name), size)
 
 
 @contextlib.contextmanager

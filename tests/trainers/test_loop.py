@@ -123,7 +123,7 @@ def test_unreadable_checkpoints_are_refused_before_training(tmp_path):
 def test_evaluation_scores_new_classes_on_new_images(tiny_backbone, digits):
     """Regression: prepared splits were cached by tensor address, and an equal-sized new split
     could be served the base split's images."""
-    from trainers.loop import ImagePrep
+    from trainers.evaluation import ImagePrep
 
     prep = ImagePrep(tiny_backbone, torch.device("cpu"))
     base = prep(digits.val.of_classes(digits.base_classes), key=("val", "base"))

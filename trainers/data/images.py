@@ -7,9 +7,9 @@ to decode up front (ImageNet's train pool is 1.28M JPEGs, ~190 GB as 224 px floa
 decodes only the few-shot subset, and evaluation only the split it scores.
 
 Why a fixed cache size: each image is decoded once with PIL, its shorter side resized to
-`CACHE_SIZE` (bicubic) and centre-cropped to a square, as CLIP's own preprocessing does; the
-loop's `ImagePrep` then resizes to the backbone's input size. Backbones above 224 px would be
-upsampled from 224: raise `CACHE_SIZE` (or set ABLATE_IMAGE_SIZE) for them.
+`CACHE_SIZE` (bicubic) and centre-cropped to a square, as CLIP's own preprocessing does;
+`trainers.evaluation.ImagePrep` then resizes to the backbone's input size. Backbones above
+224 px would be upsampled from 224: raise `CACHE_SIZE` (or set ABLATE_IMAGE_SIZE) for them.
 
 Why a disk cache: every trial of a study decodes the same few-shot subsets and eval sets again.
 The decoded images are stored as one uint8 `.npy` shard per selection under
