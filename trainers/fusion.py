@@ -142,15 +142,7 @@ def fit(
     method.add_module("fusion_head", head)
     model.to(device)
     fused = FusionModel(model, task)
-    optimizer = loop._sgd(list(method.parameters()), cfg)
-    shuffle = torch.Generator().manual_seed(cfg.seed)
-    first = 1
-    if resume is not None:
-        method.load_state_dict(resume["method"])
-        if resume["optimizer"] is not None:
-            optimizer.load_state_dict(resume["optimizer"])
-        shuffle.set_state(resume["shuffle"])
-        first = resume["epoch"] + 1
+    optimizer, shuffle, first = loop.training_state(method, cfg, resume)  # with its head
 
     for epoch in range(first, cfg.train.epochs + 1):
         lr = loop.learning_rate(cfg, epoch - 1)

@@ -176,16 +176,7 @@ class SeedRun:
         shots = sample_few_shot(task.train.labels, classes, cfg.dataset.shots, cfg.seed)
         train = prep(task.train.subset(shots).of_classes(classes))
         keys = [(task.name, "train", i) for i in shots.tolist()]
-        params = list(method.parameters())
-        optimizer = _sgd(params, cfg) if params else None
-        shuffle = torch.Generator().manual_seed(cfg.seed)
-        first = 1
-        if resume is not None:
-            method.load_state_dict(resume["method"])
-            if optimizer is not None and resume["optimizer"] is not None:
-                optimizer.load_state_dict(resume["optimizer"])
-            shuffle.set_state(resume["shuffle"])
-            first = resume["epoch"] + 1
+        optimizer, shuffle, first = training_state(method, cfg, resume)
         return cls(cfg, model, train, keys, optimizer, shuffle, first)
 
     @property
@@ -279,6 +270,23 @@ def evaluate(
         result[f"{split_name}/base"], result[f"{split_name}/new"]
     )
     return result
+
+
+def training_state(
+    method: PromptMethod, cfg: TrialConfig, resume: dict[str, Any] | None
+) -> tuple[torch.optim.Optimizer | None, torch.Generator, int]:
+    """(optimiser, shuffling generator, first epoch to train) of a run, fresh or restored from
+    `resume` (an `EpochMetrics.state()`), which also restores the method's parameters."""
+    params = list(method.parameters())
+    optimizer = _sgd(params, cfg) if params else None
+    shuffle = torch.Generator().manual_seed(cfg.seed)
+    if resume is None:
+        return optimizer, shuffle, 1
+    method.load_state_dict(resume["method"])
+    if optimizer is not None and resume["optimizer"] is not None:
+        optimizer.load_state_dict(resume["optimizer"])
+    shuffle.set_state(resume["shuffle"])
+    return optimizer, shuffle, resume["epoch"] + 1
 
 
 def learning_rate(cfg: TrialConfig, epoch: int) -> float:
