@@ -8,9 +8,11 @@ layer to the frozen open_clip towers; the method never runs or edits the backbon
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -21,12 +23,27 @@ if TYPE_CHECKING:
 EmbedWords = Callable[[str], Tensor]  # text -> frozen token embeddings (n_tokens, text_width)
 
 
+def knob(default: Any, help: str) -> Any:
+    """A method config field with its one-line help (`ablate methods` shows it)."""
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+def knob_help(cfg_cls: type[MethodConfig], name: str) -> str:
+    """The one-line help of a config field ("" when it has none)."""
+    for f in dataclasses.fields(cfg_cls):
+        if f.name == name:
+            return f.metadata.get("help", "")
+    raise KeyError(name)
+
+
 @dataclass
 class MethodConfig:
     """Knobs every method has. Subclasses add theirs; defaults are the paper's."""
 
-    prompt_length: int = 4  # learnable tokens per prompted layer (n_ctx in the papers)
-    init_text: str = "a photo of a"  # "" -> random init (std 0.02)
+    prompt_length: int = knob(4, "learnable tokens per prompted layer (n_ctx in the papers)")
+    init_text: str = knob("a photo of a", 'words that initialise the first prompts; "" = random')
 
     def __post_init__(self) -> None:
         if self.prompt_length < 0:
@@ -35,6 +52,12 @@ class MethodConfig:
     def check(self, dims: Dims) -> list[str]:
         """Errors for this config on a backbone with `dims` ("key: reason"); [] when it fits."""
         return []
+
+    def inert_knobs(self) -> dict[str, str]:
+        """Fields that change nothing under this config -> why (e.g. a router temperature with
+        one expert). Every other field changes the logits or the trainable parameters (the
+        conformance test checks both)."""
+        return {}
 
 
 @dataclass
