@@ -21,6 +21,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 import trainers
+import trainers.backbone
 from ablate.errors import ConfigError
 from trainers.configs import TrialConfig
 
@@ -45,9 +46,19 @@ def compose(overrides: list[str]) -> TrialConfig:
     """
     cfg = compose_raw(overrides)
     try:
-        return OmegaConf.to_object(cfg)  # runs the dataclasses' __post_init__ validation
+        trial = OmegaConf.to_object(cfg)  # runs the dataclasses' __post_init__ validation
     except (ValueError, TypeError) as err:
         raise ConfigError(str(err)) from None
+    return fit_to_backbone(trial)
+
+
+def fit_to_backbone(cfg: TrialConfig) -> TrialConfig:
+    """Scale the method's paper-default depths to a shallower backbone (recorded as used)."""
+    try:
+        dims = trainers.backbone.dims_of(cfg.backbone.model)
+    except ValueError:  # an unknown backbone: validation names it
+        return cfg
+    return dataclasses.replace(cfg, method=cfg.method.for_backbone(dims))
 
 
 def compose_raw(overrides: list[str]) -> Any:

@@ -168,8 +168,9 @@ class SeedRun:
         resume: dict[str, Any] | None,
     ) -> SeedRun:
         seed_everything(cfg.seed)  # the prompts' initial values depend on the seed alone
-        method = method_for_config(cfg.method)(
-            cfg.method, backbone.dims, word_embedder(backbone, prep.device)
+        method_cfg = cfg.method.for_backbone(backbone.dims)  # as ablate.config composes it
+        method = method_for_config(method_cfg)(
+            method_cfg, backbone.dims, word_embedder(backbone, prep.device)
         )
         model = PromptedCLIP(backbone, method, cfg.dataset.template, frozen).to(prep.device)
         classes = protocols.train_classes(task, cfg.dataset)  # base, or all (dataset.protocol)

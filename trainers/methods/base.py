@@ -38,9 +38,15 @@ def knob_help(cfg_cls: type[MethodConfig], name: str) -> str:
     raise KeyError(name)
 
 
+PAPER_LAYERS = 12  # the papers' depth defaults count layers of ViT-B/16
+
+
 @dataclass
 class MethodConfig:
     """Knobs every method has. Subclasses add theirs; defaults are the paper's."""
+
+    # fields that count prompted layers, with paper defaults for a 12-layer backbone
+    depth_knobs: ClassVar[tuple[str, ...]] = ()
 
     prompt_length: int = knob(4, "learnable tokens per prompted layer (n_ctx in the papers)")
     init_text: str = knob("a photo of a", 'words that initialise the first prompts; "" = random')
@@ -52,6 +58,22 @@ class MethodConfig:
     def check(self, dims: Dims) -> list[str]:
         """Errors for this config on a backbone with `dims` ("key: reason"); [] when it fits."""
         return []
+
+    def for_backbone(self, dims: Dims) -> MethodConfig:
+        """This config on a backbone with `dims`: a depth knob left at its paper default that
+        exceeds a shallower backbone is scaled to it (MaPLe's 9 of 12 layers -> 3 of 4), so every
+        method's default runs on every backbone. Any other value is kept (and `check`ed)."""
+        layers = min(dims.text_layers, dims.vision_layers)
+        defaults = type(self)()
+        scaled = {
+            key: max(1, round(getattr(self, key) * layers / PAPER_LAYERS))
+            for key in self.depth_knobs
+            if getattr(self, key) == getattr(defaults, key) and getattr(self, key) > layers
+        }
+        try:
+            return dataclasses.replace(self, **scaled) if scaled else self
+        except ValueError:  # the scaled value conflicts with another knob: `check` says so
+            return self
 
     def inert_knobs(self) -> dict[str, str]:
         """Fields that change nothing under this config -> why (e.g. a router temperature with
