@@ -1,3 +1,3 @@
 """ablate: hyperparameter and ablation searches for prompt learning on frozen CLIP."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

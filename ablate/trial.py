@@ -51,12 +51,14 @@ SPEED_KNOBS = ("seed", "train.cache_frozen", "train.fuse_seeds", "train.threads"
 
 def trial_key(cfg: trainers.TrialConfig) -> str:
     """sha256 of the resolved config without the seed and the speed knobs, plus the package
-    version: the (configuration, seed) cells a results table already holds are found by it."""
+    version and the method's revision: the (configuration, seed) cells a results table already
+    holds are found by it, and cells of an older computation of the method are not."""
     from ablate import __version__
 
     flat = config.to_flat_dict(cfg)
     for knob in SPEED_KNOBS:
         flat.pop(knob, None)
+    flat["method.revision"] = trainers.method_for_config(cfg.method).revision
     payload = json.dumps(flat, sort_keys=True, default=str) + __version__
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

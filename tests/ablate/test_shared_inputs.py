@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import trainers
 from ablate import config
 from ablate.trial import shared_inputs
 
@@ -35,3 +36,15 @@ def test_speed_knobs_keep_a_trials_key_so_finished_cells_are_reused():
     assert trial_key(faster) == trial_key(cfg) == trial_key(cfg.with_seed(7))
     other_lr = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, lr=0.5))
     assert trial_key(other_lr) != trial_key(cfg)
+
+
+def test_a_methods_new_revision_changes_the_key_so_old_cells_are_retrained(monkeypatch):
+    from ablate.trial import trial_key
+
+    cfg = config.compose(["method=coop", "dataset=digits"])
+    other = config.compose(["method=maple", "dataset=digits"])
+    before = trial_key(cfg), trial_key(other)
+    coop = trainers.get_method("coop")
+    monkeypatch.setattr(coop, "revision", coop.revision + 1)
+    assert trial_key(cfg) != before[0]
+    assert trial_key(other) == before[1]  # other methods' cells are kept

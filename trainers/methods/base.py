@@ -135,6 +135,9 @@ class PromptMethod(nn.Module):
     needs_class_features: ClassVar[bool] = False  # engine fills Conditioning.class_features
     # fusion datasets: conditioned on Conditioning.paired_text_features instead of the image
     uses_paired_text: ClassVar[bool] = False
+    # bump when the method computes something else for the same config: the cells a study
+    # recorded before are then retrained instead of mixed with the new ones (ablate's trial key)
+    revision: ClassVar[int] = 1
 
     def __init__(self, cfg: MethodConfig, dims: Dims, embed_words: EmbedWords) -> None:
         super().__init__()
