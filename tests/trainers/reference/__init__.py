@@ -1,0 +1,1 @@
+"""Independent forwards written from the official code of each method, for the tests."""
