@@ -5,6 +5,11 @@ or a path to a local checkpoint. `ablate-tiny` is a small config shipped with th
 (`trainers/model_configs/`) for CPU runs and tests; with `pretrained=None` it has random weights.
 `pretrained="shipped"` names the weights packaged in `trainers/pretrained/` (`ablate-tiny-clip`,
 pretrained offline by `scripts/pretrain_tiny_clip.py`), checked against their SHA-256 first.
+
+The activation is part of the weights: OpenAI's CLIPs were trained with QuickGELU, while open_clip
+builds `ViT-B-16` with nn.GELU unless told otherwise (for a tag it only warns). `quick_gelu`
+decides it from `backbone.quick_gelu` and what the weights were trained with, and `build` builds
+the architecture with that activation.
 """
 
 from __future__ import annotations
@@ -88,12 +93,106 @@ def dims_of(model_name: str) -> Dims:
 
 
 def check(cfg: BackboneConfig) -> Dims:
-    """Validate name and checkpoint path before anything trains; return the dims."""
+    """Validate name, checkpoint path and activation before anything trains; return the dims."""
     dims = dims_of(cfg.model)
     pretrained = resolve_pretrained(cfg)
     if pretrained and _looks_like_path(pretrained):
         _check_readable(Path(pretrained))
+    elif pretrained:
+        _check_tag(cfg.model, pretrained)
+    quick_gelu(cfg)
     return dims
+
+
+def _check_tag(model_name: str, pretrained: str) -> None:
+    """A `pretrained` that does not look like a path is a tag of the model or a file here."""
+    if open_clip.is_pretrained_cfg(model_name, pretrained) or Path(pretrained).is_file():
+        return
+    tags = ", ".join(open_clip.list_pretrained_tags_by_model(model_name)) or "none"
+    raise BackboneError(
+        f"backbone.pretrained: {pretrained!r} is neither a checkpoint file nor a pretrained tag "
+        f"of {model_name} (tags: {tags})"
+    )
+
+
+def quick_gelu(cfg: BackboneConfig) -> bool:
+    """Whether to build `cfg.model` with QuickGELU: the activation its weights were trained with.
+
+    A pretrained tag answers from open_clip's pretrained table; the shipped weights and random
+    weights from the model config (what `scripts/pretrain_tiny_clip.py` built). For a checkpoint
+    path `backbone.quick_gelu` decides; `auto` then takes the activation of the model's published
+    weights when they all agree (RN50: QuickGELU) and refuses when they differ (ViT-B-16:
+    OpenAI's QuickGELU, LAION's GELU).
+
+    Raises:
+        BackboneError: `backbone.quick_gelu` contradicts the tag's weights, or a path is ambiguous.
+    """
+    asked = None if cfg.quick_gelu == "auto" else cfg.quick_gelu == "true"
+    if not cfg.pretrained:  # random weights: nothing to match
+        return _config_quick_gelu(cfg.model) if asked is None else asked
+    if cfg.pretrained == SHIPPED or open_clip.is_pretrained_cfg(cfg.model, cfg.pretrained):
+        trained = _weights_quick_gelu(cfg)
+        if asked is not None and asked != trained:
+            raise BackboneError(
+                f"backbone.quick_gelu={cfg.quick_gelu} contradicts the {cfg.pretrained!r} weights "
+                f"of {cfg.model}, trained with {_activation(trained)}; set backbone.quick_gelu=auto"
+            )
+        return trained
+    return asked if asked is not None else _published_quick_gelu(cfg)
+
+
+def _weights_quick_gelu(cfg: BackboneConfig) -> bool:
+    """The activation the shipped weights or a pretrained tag's weights were trained with."""
+    if cfg.pretrained == SHIPPED:  # pretrained from the model config as it is
+        return _config_quick_gelu(cfg.model)
+    return _tag_quick_gelu(cfg.model, str(cfg.pretrained))
+
+
+def _published_quick_gelu(cfg: BackboneConfig) -> bool:
+    """For a checkpoint path: the activation every published weight of the model shares."""
+    tags = {
+        t: _tag_quick_gelu(cfg.model, t) for t in open_clip.list_pretrained_tags_by_model(cfg.model)
+    }
+    if len(set(tags.values())) <= 1:
+        return next(iter(tags.values()), _config_quick_gelu(cfg.model))
+    listed = "; ".join(
+        f"{_activation(q)}: {', '.join(t for t, v in tags.items() if v == q)}"
+        for q in (True, False)
+    )
+    raise BackboneError(
+        f"backbone.quick_gelu: set it to true or false for checkpoint '{cfg.pretrained}' "
+        f"(true for OpenAI's weights): {cfg.model}'s published weights differ ({listed})"
+    )
+
+
+def _tag_quick_gelu(model_name: str, tag: str) -> bool:
+    return bool(open_clip.get_pretrained_cfg(model_name, tag).get("quick_gelu", False))
+
+
+def _config_quick_gelu(model_name: str) -> bool:
+    return bool((open_clip.get_model_config(model_name) or {}).get("quick_gelu", False))
+
+
+def _activation(quick: bool) -> str:
+    return "QuickGELU" if quick else "nn.GELU"
+
+
+def build(
+    model_name: str,
+    quick_gelu: bool,
+    pretrained: str | None = None,
+    device: str | torch.device = "cpu",
+) -> nn.Module:
+    """open_clip's model with the activation given here, whatever its config says."""
+    # force_quick_gelu sets the config (so open_clip's tag check agrees); the keyword also
+    # turns a -quickgelu config back to nn.GELU when asked
+    return open_clip.create_model(
+        model_name,
+        pretrained=pretrained,
+        device=device,
+        force_quick_gelu=quick_gelu,
+        quick_gelu=quick_gelu,
+    )
 
 
 def _check_readable(path: Path) -> None:
@@ -160,7 +259,7 @@ def load(cfg: BackboneConfig, device: str | torch.device = "cpu") -> Backbone:
     pretrained = resolve_pretrained(cfg)
     try:
         with _quiet_random_init(pretrained):
-            model = open_clip.create_model(cfg.model, pretrained=pretrained, device=device)
+            model = build(cfg.model, quick_gelu(cfg), pretrained, device)
     except Exception as err:  # open_clip raises RuntimeError/ValueError/OSError for bad weights
         raise BackboneError(
             f"backbone {cfg.model!r} with pretrained={cfg.pretrained!r} failed to load: {err}"

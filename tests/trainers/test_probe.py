@@ -32,7 +32,7 @@ def test_configurations_that_differ_only_in_optimiser_or_seed_share_a_measuremen
     assert memory_key(cfg) != memory_key(
         dataclasses.replace(cfg, dataset=DataConfig(batch_size=64))
     )
-    assert memory_key(cfg) != memory_key(dataclasses.replace(cfg, method=CoOpConfig(16)))
+    assert memory_key(cfg) != memory_key(dataclasses.replace(cfg, method=CoOpConfig(8)))
 
 
 def test_measuring_needs_a_gpu():

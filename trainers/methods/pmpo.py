@@ -35,6 +35,7 @@ from trainers.methods.base import (
     PromptMethod,
     PromptPlan,
     init_context,
+    knob,
 )
 from trainers.registry import register_method
 
@@ -44,11 +45,14 @@ if TYPE_CHECKING:
 
 @dataclass
 class PMPOConfig(MethodConfig):
-    prompt_length: int = 4  # n
-    num_prompts: int = 4  # P
-    depth: int = 12  # bridge depth: vision layers 0..depth-1 get prompts
-    partition: Any = "even"  # "even" | first layer of each of the P ranges, e.g. [0, 4, 8]
-    use_manual_prompt: bool = True  # the hand-written template joins the ensemble
+    prompt_length: int = knob(4, "context vectors of each text prompt (n)")
+    init_text: str = knob("a photo of a", 'words that initialise every prompt; "" = random')
+    num_prompts: int = knob(4, "text prompts P, each driving the vision prompts of its range")
+    depth: int = knob(12, "bridge depth: vision layers 0..depth-1 get prompts")
+    partition: Any = knob(
+        "even", 'split of the depth: "even" or each range\'s first layer [0, 4, 8]'
+    )
+    use_manual_prompt: bool = knob(True, "the hand-written template joins the text ensemble")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -91,6 +95,11 @@ class PMPOConfig(MethodConfig):
                 f"method.depth={depth} (e.g. {[i * depth // p for i in range(p)]}), got {starts}"
             )
         return starts
+
+    def inert_knobs(self) -> dict[str, str]:
+        if self.num_prompts == 1:
+            return {"partition": "one prompt owns every layer"}
+        return {}
 
     def owners(self) -> list[int]:
         """For each prompted layer, the prompt whose range holds it."""

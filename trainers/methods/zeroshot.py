@@ -8,14 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainers.methods.base import Conditioning, MethodConfig, PromptMethod, PromptPlan
+from trainers.methods.base import Conditioning, MethodConfig, PromptMethod, PromptPlan, knob
 from trainers.registry import register_method
 
 
 @dataclass
 class ZeroShotConfig(MethodConfig):
-    prompt_length: int = 0
-    init_text: str = ""
+    prompt_length: int = knob(0, "unused: zero-shot CLIP learns no prompt")
+    init_text: str = knob("", "unused: the prompt is dataset.template")
+
+    def inert_knobs(self) -> dict[str, str]:
+        return {
+            "prompt_length": "zero-shot CLIP learns no prompt",
+            "init_text": "zero-shot CLIP reads dataset.template only",
+        }
 
 
 @register_method("zeroshot")
