@@ -81,6 +81,12 @@ class ImagePrep:
             self._cache[key] = self._prepare(split)
         return self._cache[key]
 
+    def normalise(self, images: Tensor) -> Tensor:
+        """Images in [0, 1] already at the input size (e.g. augmented views), normalised."""
+        images = images.to(self.device)
+        mean, std = self.mean.to(images.device), self.std.to(images.device)
+        return (images.clamp(0, 1) - mean) / std
+
     def _prepare(self, split: Split) -> Split:
         images = split.images
         if images.shape[-1] != self.size or images.shape[-2] != self.size:

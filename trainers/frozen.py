@@ -1,11 +1,15 @@
 """What a frozen CLIP computes without prompts, computed once and shared.
 
-The backbone is frozen and training images are not augmented, so a prompt-free pass gives the
-same answer every time it sees the same input: an image's CLIP feature (CoOp's and zero-shot's
-image side, MoPE's conditioning feature) and the text features of a class list that no prompt
-touches (MoPE's frozen template branch). `FrozenFeatures` keeps those answers, keyed by image
-identity (task, split, index) and by the class texts, so later epochs, and the other seeds of a
-trial training against the same backbone, reuse them instead of running the towers again.
+The backbone is frozen, so a prompt-free pass gives the same answer every time it sees the same
+input: an image's CLIP feature (CoOp's and zero-shot's image side, MoPE's conditioning feature)
+and the text features of a class list that no prompt touches (MoPE's frozen template branch).
+`FrozenFeatures` keeps those answers, keyed by image identity (task, split, index) and by the
+class texts, so later epochs, and the other seeds of a trial training against the same backbone,
+reuse them instead of running the towers again.
+
+A key must name the exact input. Augmented training images (`dataset.augment`) are a new view
+every step, so the loop passes no keys for them and their features are computed every time;
+evaluation images are never augmented and stay cached.
 
 One instance belongs to one (backbone, task) pair: its keys do not name the backbone.
 """

@@ -25,8 +25,8 @@ from torch import Tensor
 from trainers import backbone as backbones
 from trainers import fusion, protocols
 from trainers.configs import TrialConfig
-from trainers.data import Split, Task, load_task, sample_few_shot
-from trainers.data.fusion import FusionTask
+from trainers.data import Split, Task, augment, load_task, sample_few_shot
+from trainers.data.fusion import FusionTask, augment_problems
 from trainers.evaluation import ImagePrep, score
 from trainers.frozen import FrozenFeatures
 from trainers.methods.base import PromptMethod
@@ -99,6 +99,7 @@ def fit_seeds(
     task = task or load_task(cfg.dataset)
     resumes = list(resumes) if resumes is not None else [None] * len(seeds)
     if isinstance(task, FusionTask):  # image + paired text -> label(s): MoPE's fusion setting
+        _require_no_augment(cfg)
         fits = [
             fusion.fit(cfg.with_seed(s), backbone, task, r, frozen) for s, r in zip(seeds, resumes)
         ]
@@ -122,7 +123,7 @@ def fit_seeds(
                 for run in group:
                     run.set_lr(lr)
                 with autocast:
-                    trained += train_epoch(model, group, task, cfg)
+                    trained += train_epoch(model, group, task, cfg, epoch)
             for m, t in zip(metrics, trained):
                 m |= t
         for run, m in zip(runs, metrics):
@@ -151,11 +152,12 @@ class SeedRun:
 
     cfg: TrialConfig
     model: PromptedCLIP
-    train: Split
+    train: Split  # prepared for the backbone, or (dataset.augment) as stored, in [0, 1]
     keys: list[tuple]  # names of the train images, for FrozenFeatures
     optimizer: torch.optim.Optimizer | None
     shuffle: torch.Generator
     first: int  # the first epoch still to train
+    prep: ImagePrep
 
     @classmethod
     def start(
@@ -175,14 +177,30 @@ class SeedRun:
         model = PromptedCLIP(backbone, method, cfg.dataset.template, frozen).to(prep.device)
         classes = protocols.train_classes(task, cfg.dataset)  # base, or all (dataset.protocol)
         shots = sample_few_shot(task.train.labels, classes, cfg.dataset.shots, cfg.seed)
-        train = prep(task.train.subset(shots).of_classes(classes))
+        train = task.train.subset(shots).of_classes(classes)
+        if cfg.dataset.augment == "none":  # else each step prepares its own views
+            train = prep(train)
+        else:
+            train = Split(train.images.to(prep.device), train.labels.to(prep.device))
         keys = [(task.name, "train", i) for i in shots.tolist()]
         optimizer, shuffle, first = training_state(method, cfg, resume)
-        return cls(cfg, model, train, keys, optimizer, shuffle, first)
+        return cls(cfg, model, train, keys, optimizer, shuffle, first, prep)
 
     @property
     def method(self) -> PromptMethod:
         return self.model.method
+
+    def batch(
+        self, index: Tensor, views: torch.Generator | None
+    ) -> tuple[Tensor, list[tuple] | None]:
+        """The images of one step and their FrozenFeatures keys: the prepared images, keyed
+        (their frozen features are reused), or new random views (dataset.augment), unkeyed: a
+        view is seen once, so a cached feature of its image would be stale."""
+        if views is None:
+            return self.train.images[index], [self.keys[i] for i in index.tolist()]
+        data = self.cfg.dataset
+        images = augment.crop_flip(self.train.images[index], self.prep.size, data.crop_scale, views)
+        return self.prep.normalise(images), None
 
     def set_lr(self, lr: float) -> None:
         if self.optimizer is not None:
@@ -194,23 +212,28 @@ class SeedRun:
 
 
 def train_epoch(
-    model: PromptedCLIP, runs: list[SeedRun], task: Task, cfg: TrialConfig
+    model: PromptedCLIP, runs: list[SeedRun], task: Task, cfg: TrialConfig, epoch: int = 1
 ) -> list[dict[str, float]]:
-    """One pass over each run's few-shot split in shuffled batches; metrics per run.
+    """One pass (epoch `epoch`) over each run's few-shot split in shuffled batches; metrics per
+    run.
 
     One run trains on its own engine. Several runs (a trial's seeds, with equal-sized splits)
     train on their SeedStack engine: their step-k batches go through one forward and backward
-    pass; each run's loss has its own parameters only, so their gradients stay apart.
+    pass; each run's loss has its own parameters only, so their gradients stay apart. With
+    `dataset.augment` each run draws its views from its own (seed, epoch) stream.
     """
     model.train()
     names = task.names(protocols.train_classes(task, cfg.dataset))
     orders = [torch.randperm(len(run.train), generator=run.shuffle) for run in runs]
+    augmenting = cfg.dataset.augment != "none"
+    streams = [augment.views(run.cfg.seed, epoch) if augmenting else None for run in runs]
     totals: list[dict[str, float]] = [{} for _ in runs]
     steps = 0
     for start in range(0, len(orders[0]), cfg.dataset.batch_size):
         batches = [order[start : start + cfg.dataset.batch_size] for order in orders]
-        images = torch.cat([run.train.images[b] for run, b in zip(runs, batches)])
-        keys = [run.keys[i] for run, b in zip(runs, batches) for i in b.tolist()]
+        inputs = [run.batch(b, v) for run, b, v in zip(runs, batches, streams)]
+        images = torch.cat([views for views, _ in inputs])
+        keys = None if augmenting else [key for _, run_keys in inputs for key in run_keys or []]
         logits, plan = model(images, names, keys=keys)
         parts = plan.parts if isinstance(plan, StackPlan) else [plan]
         seed_losses = []
@@ -279,7 +302,7 @@ def training_state(
     """(optimiser, shuffling generator, first epoch to train) of a run, fresh or restored from
     `resume` (an `EpochMetrics.state()`), which also restores the method's parameters."""
     params = list(method.parameters())
-    optimizer = _sgd(params, cfg) if params else None
+    optimizer = _optimizer(params, cfg) if params else None
     shuffle = torch.Generator().manual_seed(cfg.seed)
     if resume is None:
         return optimizer, shuffle, 1
@@ -291,10 +314,14 @@ def training_state(
 
 
 def learning_rate(cfg: TrialConfig, epoch: int) -> float:
-    """Constant warmup, then cosine decay over all epochs (CoOp's schedule), per epoch."""
-    if epoch < cfg.optim.warmup_epochs:
-        return cfg.optim.warmup_lr
-    return 0.5 * cfg.optim.lr * (1 + math.cos(math.pi * epoch / cfg.train.epochs))
+    """The learning rate of 0-based `epoch`: constant warmup, then cosine decay over all epochs
+    (CoOp's schedule), or step decay at the milestones (`optim.schedule=step`, MoPE's)."""
+    o = cfg.optim
+    if epoch < o.warmup_epochs:
+        return o.warmup_lr
+    if o.schedule == "step":
+        return o.lr * o.gamma ** sum(epoch >= m for m in o.milestones)
+    return 0.5 * o.lr * (1 + math.cos(math.pi * epoch / cfg.train.epochs))
 
 
 def word_embedder(backbone: backbones.Backbone, device: torch.device):
@@ -320,9 +347,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _sgd(params: list[Tensor], cfg: TrialConfig) -> torch.optim.Optimizer:
+def _optimizer(params: list[Tensor], cfg: TrialConfig) -> torch.optim.Optimizer:
     o = cfg.optim
+    if o.optimizer == "adamw":  # MoPE's; torch's default betas and eps, as its code leaves them
+        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
     return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+
+
+def _require_no_augment(cfg: TrialConfig) -> None:
+    for problem in augment_problems(cfg.dataset):
+        raise ValueError(f"{cfg.dataset.name}: {problem}")
 
 
 def _autocast(cfg: TrialConfig, device: torch.device) -> contextlib.AbstractContextManager:

@@ -75,3 +75,64 @@ def test_group_options_list_the_presets():
     assert "digits" in config.group_options("dataset")
     assert {"tiny", "vit_b16"} <= set(config.group_options("backbone"))
     assert "coop" in config.group_options("method")
+
+
+# Each paper's recipe (ablate/conf/optim/<method>.yaml), as its official config file or paper
+# states it (docs/methods.md#training-recipes): lr, batch, epochs, warmup, precision, augment.
+RECIPES = {
+    "coop": {"lr": 0.002, "batch": 32, "epochs": 200, "warmup": 1, "aug": "crop_flip"},
+    "maple": {"lr": 0.0035, "batch": 4, "epochs": 5, "warmup": 1, "aug": "crop_flip"},
+    "mpl": {"lr": 0.0035, "batch": 4, "epochs": 5, "warmup": 1, "aug": "crop_flip"},
+    "mudpt": {"lr": 0.0025, "batch": 4, "epochs": 10, "warmup": 1, "aug": "crop_flip"},
+    "pmpo": {"lr": 0.002, "batch": 8, "epochs": 6, "warmup": 1, "aug": "crop_flip"},
+    "mope": {"lr": 0.0004, "batch": 64, "epochs": 10, "warmup": 0, "aug": "none"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_each_papers_recipe_is_one_override_away(name):
+    cfg = config.compose(["dataset=tiny_mnist", f"optim={name}"])
+    want = RECIPES[name]
+    assert cfg.optim.lr == want["lr"] and cfg.optim.warmup_epochs == want["warmup"]
+    assert cfg.dataset.batch_size == want["batch"] and cfg.train.epochs == want["epochs"]
+    assert cfg.dataset.augment == want["aug"] and cfg.backbone.precision == "bf16"
+    assert cfg.dataset.name == "tiny_mnist"  # the recipe changes the training, not the task
+    if name == "mope":  # AdamW, MultiStepLR(milestones=[3, 6], gamma=0.4)
+        assert cfg.optim.optimizer == "adamw" and cfg.optim.weight_decay == 0.001
+        assert cfg.optim.schedule == "step" and cfg.optim.milestones == [3, 6]
+        assert cfg.optim.gamma == 0.4
+    else:  # Dassl's SGD, constant warmup at 1e-5, cosine
+        assert cfg.optim.optimizer == "sgd" and cfg.optim.momentum == 0.9
+        assert cfg.optim.weight_decay == 0.0005 and cfg.optim.warmup_lr == 1e-5
+        assert cfg.optim.schedule == "cosine"
+
+
+def test_the_default_optimiser_preset_changes_nothing_else():
+    cfg = config.compose(["dataset=tiny_mnist", "optim=sgd"])
+    assert cfg == config.compose(["dataset=tiny_mnist"])
+    assert cfg.dataset.batch_size == 16 and cfg.train.epochs == 10  # the dataset's, the default's
+    assert cfg.dataset.augment == "none" and cfg.backbone.precision == "fp32"
+
+
+def test_a_study_file_or_the_command_line_picks_a_recipe_and_its_own_values_win(tmp_path):
+    from ablate import spec as specs
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text(
+        "name: recipe\nmethod: maple\n"
+        "base: {dataset: digits, backbone: tiny, optim: maple, train.epochs: 2}\n"
+        "metric: {name: val/hm, goal: maximize}\n"
+        "parameters: {optim.lr: {values: [0.01, 0.1]}}\n"
+    )
+    in_file = specs.load(path)  # validation composes it: the recipe passes
+    path.write_text(path.read_text().replace(" optim: maple,", ""))
+    on_command_line = specs.load(path, ["optim=maple"])
+    for spec in (in_file, on_command_line):
+        assert config.compose(spec.base_overrides()).optim.lr == 0.0035
+        cfg = config.compose(spec.trial_overrides({"optim.lr": 0.1}))
+        assert cfg.dataset.batch_size == 4 and cfg.dataset.augment == "crop_flip"
+        assert cfg.train.epochs == 2 and cfg.optim.lr == 0.1  # the file's and the trial's
+
+
+def test_group_options_list_every_recipe():
+    assert set(RECIPES) | {"sgd"} == set(config.group_options("optim"))

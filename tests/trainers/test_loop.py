@@ -68,6 +68,31 @@ def test_cosine_schedule_with_constant_warmup():
     assert learning_rate(c, 2) == pytest.approx(0.05)
 
 
+def test_step_schedule_decays_at_its_milestones():
+    """MoPE's MultiStepLR(milestones=[3, 6], gamma=0.4), stepped once per epoch from 0."""
+    optim = OptimConfig(lr=4e-4, warmup_epochs=0, schedule="step", milestones=[3, 6], gamma=0.4)
+    c = TrialConfig(method=CoOpConfig(), optim=optim, train=TrainConfig(epochs=10))
+    expected = [4e-4] * 3 + [1.6e-4] * 3 + [6.4e-5] * 4
+    assert [learning_rate(c, e) for e in range(10)] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("name", "kind"), [("sgd", torch.optim.SGD), ("adamw", torch.optim.AdamW)])
+def test_optim_optimizer_picks_the_optimiser(name, kind, tiny_backbone, digits):
+    run = fit(cfg(optimizer=name, weight_decay=1e-3), tiny_backbone, digits)
+    optimizer = next(run).optimizer
+    assert type(optimizer) is kind
+    assert optimizer.param_groups[0]["weight_decay"] == 1e-3
+
+
+def test_bad_optimiser_settings_are_rejected():
+    with pytest.raises(ValueError, match="optim.optimizer must be one of"):
+        OptimConfig(optimizer="adam")
+    with pytest.raises(ValueError, match="optim.schedule must be one of"):
+        OptimConfig(schedule="linear")
+    with pytest.raises(ValueError, match="optim.milestones"):
+        OptimConfig(schedule="step", milestones=[0])
+
+
 def test_digits_task_is_split_base_to_new(digits):
     assert digits.classnames[:3] == ["zero", "one", "two"]
     assert list(digits.base_classes) == [0, 1, 2, 3, 4]

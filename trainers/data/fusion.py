@@ -268,8 +268,15 @@ def load(cfg: DataConfig, layout: FusionLayout) -> FusionTask:
     )
 
 
+def augment_problems(cfg: DataConfig) -> list[str]:
+    """Fusion training takes its images as stored (MoPE's code crops and flips none)."""
+    if cfg.augment == "none":
+        return []
+    return [f"dataset.augment={cfg.augment} is not implemented for fusion datasets; use none"]
+
+
 def _register(layout: FusionLayout) -> None:
-    @register_dataset(layout.name, check=lambda cfg: check(cfg, layout))
+    @register_dataset(layout.name, check=lambda cfg: augment_problems(cfg) + check(cfg, layout))
     def _load(cfg: DataConfig) -> Task:
         return load(cfg, layout)
 
