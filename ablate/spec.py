@@ -1,9 +1,9 @@
 """Search-space files: load, validate everything at once, and describe the plan.
 
-A file that does not validate raises `SpecError` listing every problem as `file:line: key: reason`;
-nothing is launched and nothing is logged. Validation composes the base config and every
-parameter's extreme values with the same `config.compose` a trial uses, so it cannot disagree with
-what the trials will do. The format is documented in docs/search-spaces.md.
+A file that does not validate raises `SpecError` listing every problem as `file:line: key: reason`,
+in line order; nothing is launched and nothing is logged. Validation composes the study's trials
+(the base with every parameter's probe values) with the same `config.compose` a trial uses, so it
+cannot disagree with what the trials will do. The format is documented in docs/search-spaces.md.
 """
 
 from __future__ import annotations
@@ -177,7 +177,11 @@ class StudySpec:
         return self.grid_size() if self.search.algorithm == "grid" else self.search.trials
 
     def max_epochs(self) -> int:
-        return self.scheduler.max_epochs or config.compose(self.base_overrides()).train.epochs
+        if self.scheduler.max_epochs:
+            return self.scheduler.max_epochs
+        # a trial's config, not the base alone: a base value that every parameter replaces
+        # need not compose on its own
+        return config.compose(self.trial_overrides(_first_values(self))).train.epochs
 
 
 def load(path: str | Path, extra_overrides: list[str] | None = None) -> StudySpec:

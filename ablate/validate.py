@@ -1,9 +1,10 @@
 """Loading a search-space file: read, parse, check the shape, then the meaning.
 
-Every problem is collected (file, line, key, reason) before `SpecError` is raised; nothing is
-launched and nothing is logged for a file that does not validate. The meaning is checked by
-composing the base config and every parameter's extreme values with the same `config.compose` a
-trial uses, so validation cannot disagree with what the trials will do.
+Every problem is collected (file, line, key, reason) and reported sorted by line before
+`SpecError` is raised; nothing is launched and nothing is logged for a file that does not
+validate. A key given twice in one mapping is a problem (YAML would keep the last silently). The
+meaning is checked by composing the study's trials with the same `config.compose` a trial uses
+(`validate_trials`), so validation cannot disagree with what the trials will do.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from ablate import config
-from ablate.errors import ConfigError, Problem, SpecError
+from ablate import config, validate_trials
+from ablate.errors import Problem, SpecError
 from ablate.spec import (
     ALGORITHMS,
     DESIGNS,
@@ -34,7 +35,6 @@ from ablate.spec import (
     Search,
     StudySpec,
     freeze,
-    thaw,
 )
 
 
@@ -50,9 +50,14 @@ def load(path: str | Path, extra_overrides: list[str] | None = None) -> StudySpe
     if spec is not None and not checker.problems:
         checker.check_semantics(spec)
     if checker.problems:
-        raise SpecError(checker.problems)
+        raise SpecError(by_line(checker.problems))
     assert spec is not None
     return spec
+
+
+def by_line(problems: list[Problem]) -> list[Problem]:
+    """Problems in the order of the file's lines; those without a line last, in found order."""
+    return sorted(problems, key=lambda p: (p.line is None, p.line or 0))
 
 
 def _absolute_roots(spec: StudySpec) -> None:
@@ -95,15 +100,20 @@ class _Checker:
     def parse(self, text: str) -> dict[str, Any] | None:
         if self.problems:
             return None
+        keys = _KeyWalk()
         try:
             raw = yaml.safe_load(text)
-            self.lines = _key_lines(yaml.compose(text))
+            keys.walk(yaml.compose(text))
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             line = mark.line + 1 if mark else None
             reason = getattr(err, "problem", None) or str(err)
             self.problems.append(Problem(self.file, "", f"invalid YAML: {reason}", line))
             return None
+        self.lines = keys.lines
+        for key, first, again in keys.duplicates:
+            reason = f"duplicate key (lines {first} and {again}); YAML would keep only the last"
+            self.problems.append(Problem(self.file, key, reason, again))
         if not isinstance(raw, dict):
             self.add("", f"expected a mapping of study keys, got {_kind(raw)}")
             return None
@@ -364,31 +374,14 @@ class _Checker:
                 clean[str(name)] = {str(k): freeze(v) for k, v in values.items()}
         return Ablation(design, {str(k): freeze(v) for k, v in base.items()}, clean)
 
-    # -- meaning: compose with the same function the trials use
+    # -- meaning: compose the trials with the same function the trials use
     def check_semantics(self, spec: StudySpec) -> None:
-        try:
-            base_cfg = config.compose(spec.base_overrides()[: -len(spec.extra_overrides) or None])
-        except ConfigError as err:
-            self.add("base", str(err))
+        problems, first = validate_trials.check(spec)
+        for key, reason in problems:
+            self.add(key, reason)
+        if first is None:
             return
-        try:
-            base_cfg = config.compose(spec.base_overrides())
-        except ConfigError as err:
-            self.add("overrides", str(err))
-            return
-        self.check_runtime(spec, base_cfg)
-        base_ok = not self.problems
-        for param in spec.search_parameters():
-            for value in param.probe_values():
-                try:
-                    cfg = config.compose(spec.trial_overrides({param.key: value}))
-                    if base_ok:  # a base problem would repeat for every parameter
-                        self.check_runtime(spec, cfg, f"parameters.{param.key}")
-                except ConfigError as err:
-                    key = "ablation" if param.key == VARIANT_KEY else f"parameters.{param.key}"
-                    self.add(key, f"value {thaw(value)!r}: {err}")
-                    break
-        epochs = base_cfg.train.epochs
+        epochs = first.train.epochs
         if spec.scheduler.max_epochs and spec.scheduler.max_epochs != epochs:
             self.add(
                 "scheduler.max_epochs",
@@ -397,48 +390,53 @@ class _Checker:
         if spec.scheduler.grace_epochs > epochs:
             self.add("scheduler.grace_epochs", f"must be <= train.epochs ({epochs})")
 
-    def check_runtime(self, spec: StudySpec, cfg: Any, key: str = "base") -> None:
-        """What composition cannot know: registered dataset, backbone, method vs backbone."""
-        from trainers import protocols
-        from trainers.backbone import BackboneError, check
-        from trainers.data import check as check_dataset
-
-        before = len(self.problems)
-        if key == "base" or key.startswith("parameters.dataset"):  # reading splits costs time
-            for reason in check_dataset(cfg.dataset) + protocols.check(cfg.dataset):
-                self.add(key, reason)
-            if len(self.problems) == before:
-                for reason in protocols.check_targets(cfg.dataset):
-                    self.add(key, reason)
-        allowed = [*protocols.metric_names(cfg.dataset), "train/loss"]
-        if spec.metric.name not in allowed:
-            where = "metric.name" if key == "base" else key
-            self.add(
-                where,
-                f"{spec.metric.name!r} is not one of {', '.join(allowed)} (the "
-                f"metrics of dataset {cfg.dataset.name}, protocol {cfg.dataset.protocol})",
-            )
-        try:
-            dims = check(cfg.backbone)
-        except BackboneError as err:
-            self.add(key, str(err))
-            return
-        for reason in cfg.method.check(dims):
-            self.add(key, reason)
-        if len(self.problems) > before:  # one report per key is enough
-            del self.problems[before + 1 :]
-
 
 def _kind(value: Any) -> str:
     return "nothing" if value is None else f"{type(value).__name__} {value!r}"[:80]
 
 
-def _key_lines(node: Any, prefix: str = "") -> dict[str, int]:
-    """Dotted key -> 1-based line of that key in the YAML text."""
-    lines: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
+class _KeyWalk:
+    """One walk over a composed YAML document: the line of every dotted key (the last one if
+    repeated) and every key given twice in one mapping as (dotted key, first line, again)."""
+
+    def __init__(self) -> None:
+        self.lines: dict[str, int] = {}
+        self.duplicates: list[tuple[str, int, int]] = []
+        self._walked: set[int] = set()
+
+    def walk(self, node: yaml.Node, prefix: str = "", within: tuple[yaml.Node, ...] = ()) -> None:
+        if any(node is outer for outer in within):  # `&x {a: *x}` would never end
+            raise yaml.composer.ComposerError(
+                problem="an anchor used inside itself (a recursive alias)",
+                problem_mark=node.start_mark,
+            )
+        if id(node) in self._walked:  # an alias: walked once, however often it is used
+            return
+        self._walked.add(id(node))
+        within = (*within, node)
+        if isinstance(node, yaml.SequenceNode):  # no keys of its own, maybe mappings inside
+            for item in node.value:
+                self.walk(item, prefix, within)
+        elif isinstance(node, yaml.MappingNode):
+            self._mapping(node, prefix, within)
+
+    def _mapping(self, node: yaml.MappingNode, prefix: str, within: tuple) -> None:
+        first: dict[Any, int] = {}
         for key_node, value_node in node.value:
             key = f"{prefix}{key_node.value}"
-            lines[key] = key_node.start_mark.line + 1
-            lines |= _key_lines(value_node, f"{key}.")
-    return lines
+            line = key_node.start_mark.line + 1
+            if key_node.tag != "tag:yaml.org,2002:merge":  # `<<: *anchor` merges, not repeats
+                identity = _key_identity(key_node)
+                if identity in first:
+                    self.duplicates.append((key, first[identity], line))
+                first.setdefault(identity, line)
+            self.lines[key] = line
+            self.walk(value_node, f"{key}.", within)
+
+
+def _key_identity(node: yaml.Node) -> Any:
+    """The key as the loader builds it: `1` and `01`, or `true` and `yes`, are one key."""
+    try:
+        return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+    except (yaml.YAMLError, TypeError):
+        return (node.tag, str(node.value))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ablate import spec as specs
+from ablate import validate_trials
 from ablate.cli import main
 from ablate.errors import SpecError
 
@@ -136,3 +137,102 @@ def test_gpu_auto_asks_for_a_measured_share_and_a_word_is_refused(tmp_path):
     bad.write_text(text.replace("resources: {cpu: 1, gpu: 0}", "resources: {cpu: 1, gpu: half}"))
     with pytest.raises(SpecError, match="resources.gpu.*number >= 0 or auto, got 'half'"):
         specs.load(bad)
+
+
+DUPLICATES = {  # file text, the repeated key, its first and its second line
+    "top-level": (
+        "name: x\nmethod: coop\nname: y\nparameters: {optim.lr: {values: [0.1]}}\n",
+        1,
+        3,
+    ),
+    "parameters-block": (
+        "name: x\nmethod: coop\nparameters:\n  optim.lr: {values: [0.1]}\n"
+        "parameters:\n  method.prompt_length: {values: [2]}\n",
+        3,
+        5,
+    ),
+    "in-base": (
+        "name: x\nmethod: coop\nbase:\n  train.epochs: 2\n  'train.epochs': 3\n"
+        "parameters: {optim.lr: {values: [0.1]}}\n",
+        4,
+        5,
+    ),
+    "in-a-distribution": (
+        "name: x\nmethod: coop\nparameters:\n  optim.lr: {values: [0.1], values: [0.2]}\n",
+        4,
+        4,
+    ),
+}
+DUPLICATE_KEYS = {
+    "top-level": "name",
+    "parameters-block": "parameters",
+    "in-base": "base.train.epochs",
+    "in-a-distribution": "parameters.optim.lr.values",
+}
+
+
+@pytest.mark.parametrize("case", DUPLICATES)
+def test_a_key_given_twice_is_refused_naming_both_lines(case, in_tmp, capsys):
+    """YAML keeps the last of two equal keys silently (half a search space could vanish)."""
+    text, first, again = DUPLICATES[case]
+    path = in_tmp / "dup.yaml"
+    path.write_text(text)
+    assert main(["search", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    key = DUPLICATE_KEYS[case]
+    assert f"{path}:{again}: {key}: duplicate key (lines {first} and {again})" in err
+    assert "Traceback" not in err and "first trial's config" not in capsys.readouterr().out
+    assert not (in_tmp / "mlflow.db").exists() and not (in_tmp / "results").exists()
+
+
+MAPLE_TINY_CLIP = "name: x\nmethod: maple\nbase: {backbone: tiny_clip, method.prompt_depth: 7}\n"
+
+
+@pytest.mark.parametrize("limit", [12, 1], ids=["every-combination", "one-value-at-a-time"])
+def test_a_base_value_that_every_trial_replaces_is_not_checked(limit, tmp_path, monkeypatch):
+    """Depth 7 exceeds tiny_clip's 4 layers, but every trial searches the depth."""
+    monkeypatch.setattr(validate_trials, "MAX_COMBINATIONS", limit)
+    path = tmp_path / "replaced.yaml"
+    path.write_text(
+        MAPLE_TINY_CLIP + "parameters:\n  method.prompt_depth: {values: [1, 3]}\n"
+        "  optim.lr: {values: [0.1, 0.01]}\n"
+    )
+    spec = specs.load(path)
+    assert [p.key for p in spec.parameters] == ["method.prompt_depth", "optim.lr"]
+    path.write_text(path.read_text().replace("[0.1, 0.01]", "[0.1, -1.0]"))
+    with pytest.raises(SpecError) as info:  # a searched value is still checked, and named
+        specs.load(path)
+    assert [(p.key, p.line) for p in info.value.problems] == [("parameters.optim.lr", 6)]
+    assert "value -1.0: optim.lr must be > 0" in str(info.value)
+
+
+def test_a_base_value_that_some_trial_keeps_is_still_refused(tmp_path):
+    path = tmp_path / "kept.yaml"
+    path.write_text(MAPLE_TINY_CLIP + "parameters: {optim.lr: {values: [0.1, 0.01]}}\n")
+    with pytest.raises(SpecError) as info:  # every trial keeps it: the base is named
+        specs.load(path)
+    reason = "method.prompt_depth: 7 exceeds the backbone's 4 layers"
+    assert str(info.value) == f"{path}:3: base: {reason}"
+    path.write_text(
+        MAPLE_TINY_CLIP + "ablation:\n  design: ofat\n  base: {optim.lr: 0.1}\n"
+        "  variants:\n    shallow: {method.prompt_depth: 1}\n"
+    )
+    with pytest.raises(SpecError) as info:  # the ablation's base variant keeps it
+        specs.load(path)
+    assert str(info.value) == f"{path}:4: ablation: value 'base': {reason}"
+
+
+def test_problems_are_listed_in_line_order(tmp_path):
+    path = tmp_path / "order.yaml"  # checked in another order: name, metric, seeds, search
+    path.write_text(
+        "search: {algorithm: bayes}\nseeds: []\nmetric: {goal: up}\nmethod: coop\nname: ../x\n"
+        "parameters: {optim.lr: {values: [0.1]}}\n"
+    )
+    with pytest.raises(SpecError) as info:
+        specs.load(path, ["no-equals-sign"])
+    problems = info.value.problems
+    assert [p.line for p in problems] == [1, 2, 3, 5, None]  # without a line: last
+    assert [p.key for p in problems] == [
+        *("search.algorithm", "seeds", "metric.goal", "name", "overrides")
+    ]
+    assert str(info.value).splitlines()[0].startswith(f"{path}:1: search.algorithm: ")

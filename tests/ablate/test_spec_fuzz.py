@@ -58,6 +58,8 @@ def load_text(tmp_path, text: str) -> None:
         return
     assert problems
     assert all(p.reason for p in problems)
+    order = [(p.line is None, p.line or 0) for p in problems]
+    assert order == sorted(order), "problems are listed by line, those without one last"
 
 
 @settings(
@@ -82,3 +84,19 @@ def test_any_top_level_mapping_is_a_spec_error(tmp_path, raw):
 @given(text=st.text(max_size=200))
 def test_any_text_is_a_spec_error(tmp_path, text):
     load_text(tmp_path, text)
+
+
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(study=studies, key=keys)
+def test_a_repeated_key_is_always_refused(tmp_path, study, key):
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(f"{key}: 1\n{yaml.safe_dump(study)}{key}: 2\n")
+    try:
+        specs.load(path)
+    except SpecError as err:
+        problems = err.problems
+    else:
+        raise AssertionError("a file with a repeated key validated")
+    assert any(p.key == key and "duplicate key (lines 1 and" in p.reason for p in problems)
