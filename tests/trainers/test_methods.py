@@ -27,26 +27,35 @@ def paper_param_count(name: str, cfg, dims) -> int:
     coupling = dt * dv + dv  # one linear map text width -> vision width
 
     def mudpt() -> int:
+        prompts = cfg.injection_depth * cfg.prompt_length * (dt + dv)
+        if cfg.injection == "linear":  # P_0, then the deep layers' shared P and Q
+            deep = cfg.injection_depth > 1
+            return prompts + coupling + deep * (coupling + cfg.bidirectional * (dv * dt + dt))
         h = cfg.injection_width or dt
         maps = (dt * h + h) + (dv * h + h) + (h * dv + dv) + cfg.bidirectional * (h * dt + dt)
-        attention = cfg.injection_layers * (4 * h * h + 4 * h)
-        return cfg.injection_depth * cfg.prompt_length * (dt + dv) + maps + attention
+        return prompts + maps + cfg.injection_layers * (4 * h * h + 4 * h + 2 * h)
 
-    def mope() -> int:
-        static = cfg.static_prompt * cfg.static_length * dv
-        dynamic = cfg.dynamic_prompt * (
-            cfg.num_experts * cfg.prompt_length * dv + d * cfg.num_experts + cfg.num_experts
-        )
-        mapped = cfg.mapped_prompt * (d * cfg.mapped_length * dv + cfg.mapped_length * dv)
-        return cfg.prompt_depth * (static + dynamic + mapped)
+    def mope() -> int:  # trainers/methods/mope.py docstring: the official code's parameters
+        s, n, m = cfg.static_length, cfg.prompt_length, cfg.mapped_length
+        s, n, m = cfg.static_prompt * s, cfg.dynamic_prompt * n, cfg.mapped_prompt * m
+        k, deep, h = cfg.num_experts, cfg.prompt_depth - 1, cfg.mapper_width
+        di, dc = cfg.router_self_dim, cfg.router_cross_dim
+        router = dv * di + di + d * dc + dc if cfg.router == "keys" else d * k + k
+        routed = cfg.dynamic_prompt and k > 1
+        mapper = (deep > 0) * cfg.mapped_prompt * (d * h + 3 * h + h * m * dv + m * dv)
+        return (s + n + m) * dv + deep * (s * dv + k * n * dv + routed * router) + mapper
 
     def mpl() -> int:
+        if cfg.design == "official":  # ctx + proj, then per deeper layer n prompts, n_add maps
+            maps = 1 + (cfg.prompt_depth - 1) * cfg.n_add
+            return cfg.prompt_depth * cfg.prompt_length * dt + maps * coupling
         adds = [add for add, _ in cfg.steps()]
         return sum(adds) * dt + sum(1 for add in adds if add) * coupling
 
     counts = {
         "zeroshot": lambda: 0,
-        "coop": lambda: cfg.prompt_length * dt,
+        # CoOp: an init text is the context (its words), else prompt_length random vectors
+        "coop": lambda: (len(cfg.init_text.split()) or cfg.prompt_length) * dt,
         "maple": lambda: cfg.prompt_depth * cfg.prompt_length * dt + cfg.prompt_depth * coupling,
         "mope": mope,
         "mpl": mpl,
@@ -61,7 +70,7 @@ DEPTH_KNOBS = ("prompt_depth", "depth", "injection_depth")
 
 def small_config(name: str, dims):
     """Paper defaults, shrunk where they exceed the tiny backbone."""
-    cfg = trainers.get_method(name).Config()
+    cfg = trainers.get_method(name).Config().for_backbone(dims)  # CoOp: n fits the context
     layers = min(dims.text_layers, dims.vision_layers)
     shrink = {k: min(getattr(cfg, k), layers) for k in DEPTH_KNOBS if hasattr(cfg, k)}
     if hasattr(cfg, "num_prompts"):  # PMPO: every prompt needs one of the layers

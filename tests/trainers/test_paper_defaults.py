@@ -11,8 +11,15 @@ from trainers import OptimConfig, TrainConfig, TrialConfig, fit
 from trainers.backbone import dims_of
 from trainers.configs import BackboneConfig, DataConfig
 
-# The counts methods.md derives for ViT-B/16 (d_t 512, d_v 768, D 512, 12 + 12 layers)
-VIT_B16 = {"zeroshot": 0, "coop": 16 * 512, "maple": 3_555_072, "pmpo": 4_736_000}
+# the official code's counts of each default (PMPO: ours, the paper gives none); MoPE in test_mope
+VIT_B16 = {
+    "zeroshot": 0,
+    "coop": 16 * 512,
+    "maple": 3_555_072,
+    "mpl": 6_702_336,
+    "mudpt": 1_227_776,
+    "pmpo": 4_736_000,
+}
 
 
 def vit_b16_method(name: str) -> trainers.methods.PromptMethod:

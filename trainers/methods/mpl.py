@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -82,6 +82,7 @@ class LayerOps(NamedTuple):
 
 @dataclass
 class MPLConfig(MethodConfig):
+    depth_knobs: ClassVar[tuple[str, ...]] = ("prompt_depth",)
     prompt_length: int = knob(1, "n: text prompts per layer (N_CTX); both_branches: a preset's add")
     init_text: str = knob(
         "a photo of a", "official: text after the prompts (CTX_INIT); both_branches: MaPLe's init"
@@ -210,6 +211,8 @@ class MPL(PromptMethod):
         >>> [op.vision_carry for op in cfg.layers()], cfg.vision_counts()
         ([0, 0, 1], [1, 2, 3])
     """
+
+    revision = 2  # the published design: vision-only add/remove, a map per added block
 
     Config = MPLConfig
 

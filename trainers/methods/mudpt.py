@@ -55,7 +55,7 @@ them); we take their numbers, not train.py's fallbacks.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -81,6 +81,7 @@ ATTENTION_KNOBS = ("injection_heads", "injection_width", "injection_layers")
 
 @dataclass
 class MuDPTConfig(MethodConfig):
+    depth_knobs: ClassVar[tuple[str, ...]] = ("injection_depth",)
     prompt_length: int = knob(4, "n: learnable tokens per prompted layer in each branch (N_CTX)")
     init_text: str = knob(
         "a photo of a", 'its first n words initialise the layer-0 text prompt; "" = random'
@@ -190,6 +191,7 @@ class AttentionInjection(nn.Module):
 
 @register_method("mudpt")
 class MuDPT(PromptMethod):
+    revision = 2  # the official linear coupling by default
     Config = MuDPTConfig
 
     def __init__(self, cfg: MuDPTConfig, dims: Dims, embed_words: EmbedWords) -> None:

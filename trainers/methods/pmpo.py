@@ -21,7 +21,7 @@ With P=1, depth=1 and no manual prompt PMPO is MaPLe with prompt_depth=1 (a test
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class PMPOConfig(MethodConfig):
+    depth_knobs: ClassVar[tuple[str, ...]] = ("depth",)
     prompt_length: int = knob(4, "context vectors of each text prompt (n)")
     init_text: str = knob("a photo of a", 'words that initialise every prompt; "" = random')
     num_prompts: int = knob(4, "text prompts P, each driving the vision prompts of its range")
