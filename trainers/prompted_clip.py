@@ -189,8 +189,9 @@ class PromptedCLIP(nn.Module):
         n_tokens, n_prompts = x.shape[1], 0
         for layer, block in enumerate(visual.transformer.resblocks):
             if layer in plan.vision:
-                add = _vision_tokens(plan.vision[layer].add, x)
-                x, n_prompts = _apply(x, n_tokens, n_prompts, plan.vision[layer], add)
+                edit = plan.vision[layer]
+                add = edit.add(x) if callable(edit.add) else edit.add  # from the layer's input
+                x, n_prompts = _apply(x, n_tokens, n_prompts, edit, _vision_tokens(add, x))
             if layer == 0:
                 x = visual.ln_pre(x)  # as MaPLe: layer-0 vision prompts go through ln_pre too
             x = block(x)

@@ -91,9 +91,11 @@ class Edit:
 
     Shapes of `add`: text ``(k, d)`` shared, ``(S, k, d)`` one per text prompt set, or
     ``(S, C, k, d)`` per set and class; vision ``(k, d)`` shared or ``(B, k, d)`` per image.
+    A vision `add` may also be a function of the layer's input sequence ``(B, L, d)`` that
+    returns such a tensor (prompts conditioned on the hidden states, as MoPE's router).
     """
 
-    add: Tensor | None = None
+    add: Tensor | Callable[[Tensor], Tensor] | None = None
     carry: int | None = None
 
 

@@ -1,38 +1,60 @@
 """MoPE: Conditional Prompt Tuning for Multimodal Fusion (Jiang et al., arXiv:2312.03734).
 
-Ruixiang Jiang, Lingbo Liu, Chang Wen Chen; follow-up "MoPE: Mixture of Prompt Experts for
-Parameter-Efficient and Scalable Multimodal Fusion" (arXiv:2403.10568).
+Ruixiang Jiang, Lingbo Liu, Chang Wen Chen; the official code (songrise/MoPE, released with the
+follow-up "MoPE: Mixture of Prompt Experts for Parameter-Efficient and Scalable Multimodal
+Fusion", arXiv:2403.10568) is the reference. Followed: models/swin.py
+`PromptedSwinTransformerBlock.forward_mm_moe` (l. 1683-1744: router, dynamic prompt, prompt
+order, importance loss), `PromptedSwinTransformerBlock.__init__` (l. 1581-1589: the projections
+and the frozen orthogonal expert keys), `PromptedSwinTransformer.__init__` / `_init_prompt`
+(l. 1023-1105: input prompt, experts with expert 0 as the static prompt, uniform init, the shared
+mapper), `forward_features_instruct_multimodal_moe` (l. 1384-1441), `BasicLayer.forward`
+(l. 604-632: the first block takes the input prompt, later blocks the conditioned ones), `train`
+(l. 1140-1152: the mapper's BatchNorm stays in eval mode, prompt dropout is on); main_classify.py
+(defaults: prompt_length 6, moe_n_experts 4, d_cross 8, d_inter 2, w_imp 0.01).
 
-Conditioned vision prompts at layers 0..J-1, the concatenation of three kinds per layer:
-a static prompt S_l (instance-independent), a dynamic prompt sum_j r_lj E_lj mixing k prompt
-experts E_lj with routing weights r_l = softmax(W_l y / tau), and a mapped prompt M_l(y) from a
-mapper (one linear map y -> m tokens) of the conditioning feature y. An importance loss keeps the
-experts in use: balance_weight * mean over layers of CV^2 (squared coefficient of variation,
-population variance) of the per-expert importance sum_b r_lbj over the batch.
+Layer 0 gets a learned input prompt (s + n + m tokens, instance-independent). Each later prompted
+layer l = 1..J-1 replaces the prompts by the concatenation [static S_l; dynamic; mapped]:
+- dynamic = sum_j r_lj E_lj over k experts, r_l = softmax(([P_l mean(x_l); Q_l c] K_l) / tau + eps)
+  with x_l the layer's input tokens (own modality, mean over [CLS], patches and prompts), c the
+  complementary feature, P_l: d_v -> d_inter and Q_l: D -> d_cross trained, K_l a frozen random
+  orthonormal (d_inter + d_cross, k) key matrix, tau = 0.1, eps ~ N(0, 1/256^2) in training;
+- mapped = dropout(GELU(W_out GELU(BN(W_in c)))): a mapper shared by all layers (one Swin stage's
+  projection; a ViT has one stage), BN in eval mode as the official code leaves it.
+Importance loss: mean over layers of CV^2 (unbiased std) of sum_b r_lb, zeroed where <= 0.1,
+times balance_weight.
 
-Conditioning on CLIP image classification: y is the image's own frozen, normalised CLIP image
-feature ([CLS] after ln_post and proj) from a prompt-free forward (`needs_image`; one extra
-no-grad vision forward per step). The text branch stays the frozen hand-written template (the
-paper prompts only the main modality). On the paper's image+text fusion datasets
-(trainers.fusion) y is the paired text's frozen CLIP feature, the complementary modality.
+The complementary feature c on CLIP image classification (no paired text): the image's frozen,
+normalised CLIP feature ([CLS] after ln_post and proj) from a prompt-free forward: like the
+official complementary [CLS], a global feature from a separate frozen pass, while the own-modality
+half of the router reads the prompted hidden states layer by layer as in the official code. The
+text branch stays the frozen hand-written template. On the paper's fusion datasets
+(trainers.fusion) c is the paired text's frozen CLIP feature, the true complementary modality.
 
-Knobs -> paper: num_experts = k, router_temperature = tau, static_prompt / dynamic_prompt /
-mapped_prompt = which kinds are on, static_length / prompt_length (each expert) /
-mapped_length = the prompt lengths, balance_weight = the importance loss weight, prompt_depth = J.
-Trainable parameters (D = embed dim, [x] = 1 when kind x is on):
-J * ([static] s*d_v + [dynamic] (k*n*d_v + D*k + k) + [mapped] (D*m*d_v + m*d_v))
-(4,936,752 on ViT-B/16 at the defaults).
-Deviations / our choices: dense routing (every expert weighted, no top-k, no routing noise);
-per-layer experts, routers and mappers; lengths s=4, n=4, m=1, k=4, tau=1, balance 0.01, J = all
-12 layers are our defaults where our summary of the paper gives none.
+Knobs -> official symbols: prompt_length = prompt_length (n), static_length = prompt_length of
+expert 0 (s), mapped_length = the one instruct token (m), num_experts = moe_n_experts (k),
+router_temperature = temperature, router_noise = the noise std 1/16**2, router_self_dim = d_inter,
+router_cross_dim = d_cross, mapper_width = 384, prompt_dropout = prompt_dropout, balance_weight =
+w_imp, balance_threshold = threshold, prompt_depth = prompted blocks (J). Variant:
+router="linear" (softmax of a per-layer linear map of c / tau, our earlier design).
+Trainable parameters ([x] = 1 when on, R = [dynamic and k > 1], h = mapper_width):
+(s+n+m) d_v + (J-1) ([static] s d_v + [dynamic] k n d_v + R (d_v d_i + d_i + D d_c + d_c))
++ [mapped and J > 1] (D h + 3 h + h m d_v + m d_v)   (linear router: R (D k + k))
+= 818,926 on ViT-B/16 at the defaults.
+Deviations: noise and dropout only in training (the official code adds the routing noise in
+evaluation too); the noise and dropout draws come from a per-seed generator (seed and step in
+buffers) so that fused and single seeds, and resumed runs, draw the same; prompts are appended
+after the patches (the engine's layout) instead of prepended.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainers.methods.base import (
@@ -42,44 +64,77 @@ from trainers.methods.base import (
     MethodConfig,
     PromptMethod,
     PromptPlan,
+    knob,
 )
 from trainers.registry import register_method
 
 if TYPE_CHECKING:
     from trainers.backbone import Dims
 
+ROUTERS = ("keys", "linear")
+ROUTER_KNOBS = ("router", "router_temperature", "router_noise", "router_self_dim")
+ROUTER_KNOBS += ("router_cross_dim", "balance_weight", "balance_threshold")
+
 
 @dataclass
 class MoPEConfig(MethodConfig):
-    prompt_length: int = 4  # n: tokens of each prompt expert (the dynamic prompt)
-    init_text: str = ""  # unused: the text branch is the hand-written template
-    num_experts: int = 4  # k
-    router_temperature: float = 1.0  # tau
-    static_prompt: bool = True
-    dynamic_prompt: bool = True
-    mapped_prompt: bool = True
-    static_length: int = 4  # s
-    mapped_length: int = 1  # m
-    balance_weight: float = 0.01  # importance-loss weight
-    prompt_depth: int = 12  # J: vision layers 0..J-1 get prompts
+    depth_knobs: ClassVar[tuple[str, ...]] = ("prompt_depth",)
+    prompt_length: int = knob(6, "n: tokens of each prompt expert (the dynamic prompt)")
+    init_text: str = knob("", "unused: the text branch is the hand-written template")
+    num_experts: int = knob(4, "k: prompt experts per prompted layer")
+    router: str = knob("keys", "keys: own+complementary features vs frozen keys; linear: W c")
+    router_temperature: float = knob(0.1, "tau: routing logits are divided by it")
+    router_noise: float = knob(1 / 256, "std of the noise added to the routing logits (training)")
+    router_self_dim: int = knob(2, "d_inter: projection of the layer's pooled tokens (keys)")
+    router_cross_dim: int = knob(8, "d_cross: projection of the complementary feature (keys)")
+    static_prompt: bool = knob(True, "static prompt: learned, the same for every image")
+    dynamic_prompt: bool = knob(True, "dynamic prompt: the routed mixture of prompt experts")
+    mapped_prompt: bool = knob(True, "mapped prompt: the complementary feature through a mapper")
+    static_length: int = knob(6, "s: tokens of the static prompt")
+    mapped_length: int = knob(1, "m: tokens of the mapped prompt")
+    mapper_width: int = knob(384, "h: hidden width of the shared mapper")
+    prompt_dropout: float = knob(0.1, "dropout on the input and mapped prompts (training)")
+    balance_weight: float = knob(0.01, "weight of the importance (balance) loss")
+    balance_threshold: float = knob(0.1, "importance loss counts only where CV^2 exceeds it")
+    prompt_depth: int = knob(12, "J: layer 0 gets the input prompt, 1..J-1 conditioned prompts")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("num_experts", "prompt_depth"):
+        for key in ("num_experts", "prompt_depth", "router_self_dim", "router_cross_dim"):
             if getattr(self, key) < 1:
                 raise ValueError(f"method.{key} must be >= 1, got {getattr(self, key)}")
+        if self.router not in ROUTERS:
+            raise ValueError(f"method.router must be one of {ROUTERS}, got {self.router!r}")
         if self.router_temperature <= 0:
             raise ValueError(
                 f"method.router_temperature must be > 0, got {self.router_temperature}"
             )
-        if self.balance_weight < 0:
-            raise ValueError(f"method.balance_weight must be >= 0, got {self.balance_weight}")
+        for key in ("router_noise", "balance_weight", "balance_threshold"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"method.{key} must be >= 0, got {getattr(self, key)}")
+        if not 0 <= self.prompt_dropout < 1:
+            raise ValueError(f"method.prompt_dropout must be in [0, 1), got {self.prompt_dropout}")
+        if self.mapper_width < 1:
+            raise ValueError(f"method.mapper_width must be >= 1, got {self.mapper_width}")
         kinds = {"static": "static_length", "dynamic": "prompt_length", "mapped": "mapped_length"}
         if not any(getattr(self, f"{kind}_prompt") for kind in kinds):
             raise ValueError("method.static_prompt/dynamic_prompt/mapped_prompt: turn one on")
         for kind, length in kinds.items():
             if getattr(self, f"{kind}_prompt") and getattr(self, length) < 1:
                 raise ValueError(f"method.{length} must be >= 1 while method.{kind}_prompt is on")
+
+    @property
+    def routed(self) -> bool:
+        """Whether a router exists: dynamic prompts with a choice of experts, past layer 0."""
+        return self.dynamic_prompt and self.num_experts > 1 and self.prompt_depth > 1
+
+    def prompt_tokens(self) -> int:
+        """Prompt tokens at every prompted layer: s + n + m of the kinds that are on."""
+        return (
+            self.static_prompt * self.static_length
+            + self.dynamic_prompt * self.prompt_length
+            + self.mapped_prompt * self.mapped_length
+        )
 
     def check(self, dims: Dims) -> list[str]:
         if self.prompt_depth > dims.vision_layers:
@@ -89,29 +144,101 @@ class MoPEConfig(MethodConfig):
             ]
         return []
 
+    def inert_knobs(self) -> dict[str, str]:
+        inert = {"init_text": "the text branch is the hand-written template"}
+        if self.prompt_depth == 1:
+            why = "prompt_depth 1: only the input prompt, nothing is conditioned"
+            keys = (*ROUTER_KNOBS, "num_experts", "mapper_width")
+            return inert | dict.fromkeys(keys, why)
+        if not self.dynamic_prompt:
+            inert |= dict.fromkeys((*ROUTER_KNOBS, "num_experts"), "dynamic_prompt is off")
+        elif self.num_experts == 1:
+            inert |= dict.fromkeys(ROUTER_KNOBS, "one expert: its weight is always 1")
+        if self.routed and self.router == "linear":
+            why = "the linear router reads only the complementary feature"
+            inert |= dict.fromkeys(("router_self_dim", "router_cross_dim"), why)
+        if self.routed and self.balance_weight == 0:
+            inert["balance_threshold"] = "balance_weight is 0"
+        if not self.mapped_prompt:
+            inert["mapper_width"] = "mapped_prompt is off"
+        return inert
+
+
+class KeyRouter(nn.Module):
+    """Official router of one layer: [P mean(x); Q c] against frozen orthonormal keys."""
+
+    def __init__(self, cfg: MoPEConfig, width: int, feature: int) -> None:
+        super().__init__()
+        self.own = nn.Linear(width, cfg.router_self_dim)
+        self.complement = nn.Linear(feature, cfg.router_cross_dim)
+        keys = torch.empty(cfg.router_self_dim + cfg.router_cross_dim, cfg.num_experts)
+        self.register_buffer("keys", nn.init.orthogonal_(keys))  # frozen, as the official
+
+    def forward(self, tokens: Tensor, c: Tensor) -> Tensor:
+        joint = torch.cat([self.own(tokens.mean(dim=1)), self.complement(c)], dim=-1)
+        return joint @ self.keys.to(joint.dtype)
+
+
+class LinearRouter(nn.Module):
+    """Variant: a linear map of the complementary feature alone."""
+
+    def __init__(self, cfg: MoPEConfig, width: int, feature: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(feature, cfg.num_experts)
+
+    def forward(self, tokens: Tensor, c: Tensor) -> Tensor:
+        return self.linear(c)
+
+
+class Mapper(nn.Module):
+    """The shared mapper: c -> GELU(BN(W_in c)) -> GELU(W_out .) as m tokens."""
+
+    def __init__(self, cfg: MoPEConfig, width: int, feature: int) -> None:
+        super().__init__()
+        self.length = cfg.mapped_length
+        self.inp = nn.Linear(feature, cfg.mapper_width)
+        self.norm = nn.BatchNorm1d(cfg.mapper_width)
+        self.out = nn.Linear(cfg.mapper_width, cfg.mapped_length * width)
+
+    def train(self, mode: bool = True) -> Mapper:
+        super().train(mode)
+        self.norm.eval()  # the official train() leaves it in eval mode: fixed statistics
+        return self
+
+    def forward(self, c: Tensor) -> Tensor:
+        hidden = F.gelu(self.norm(self.inp(c)))
+        return F.gelu(self.out(hidden)).unflatten(-1, (self.length, -1))
+
 
 @register_method("mope")
 class MoPE(PromptMethod):
+    revision = 2  # the official router (keys, tau 0.1, noise), thresholded loss, shared mapper
     Config = MoPEConfig
     needs_image = True
     uses_paired_text = True  # fusion datasets: conditioned on the text, no image feature needed
 
     def __init__(self, cfg: MoPEConfig, dims: Dims, embed_words: EmbedWords) -> None:
         super().__init__(cfg, dims, embed_words)
-        depth, width, feature = cfg.prompt_depth, dims.vision_width, dims.embed_dim
-        if cfg.static_prompt:
-            self.static = nn.Parameter(torch.randn(depth, cfg.static_length, width) * 0.02)
-        if cfg.dynamic_prompt:
-            shape = (depth, cfg.num_experts, cfg.prompt_length, width)
-            self.experts = nn.Parameter(torch.randn(shape) * 0.02)
-            self.routers = nn.ModuleList(nn.Linear(feature, cfg.num_experts) for _ in range(depth))
-        if cfg.mapped_prompt:
-            out = cfg.mapped_length * width
-            self.mappers = nn.ModuleList(nn.Linear(feature, out) for _ in range(depth))
+        # training noise and dropout: drawn from (seed, step), the same fused, alone or resumed
+        self.register_buffer("noise_seed", torch.randint(2**31, ()))
+        self.register_buffer("noise_step", torch.zeros((), dtype=torch.long))
+        width, feature, deep = dims.vision_width, dims.embed_dim, cfg.prompt_depth - 1
+        bound = vpt_init_bound(dims)
+        self.input_prompt = nn.Parameter(uniform(bound, cfg.prompt_tokens(), width))
+        if deep and cfg.static_prompt:
+            self.static = nn.Parameter(uniform(bound, deep, cfg.static_length, width))
+        if deep and cfg.dynamic_prompt:
+            shape = (deep, cfg.num_experts, cfg.prompt_length, width)
+            self.experts = nn.Parameter(uniform(bound, *shape))
+        if cfg.routed:
+            router = KeyRouter if cfg.router == "keys" else LinearRouter
+            self.routers = nn.ModuleList(router(cfg, width, feature) for _ in range(deep))
+        if deep and cfg.mapped_prompt:
+            self.mapper = Mapper(cfg, width, feature)
 
     def condition(self, cond: Conditioning) -> Tensor:
-        """The conditioning feature y (B, D): on a fusion dataset the paired text's frozen CLIP
-        feature (the complementary modality, as the paper); otherwise the image's own."""
+        """The complementary feature c (B, D): on a fusion dataset the paired text's frozen CLIP
+        feature (as the paper); otherwise the image's own frozen CLIP feature."""
         if cond.paired_text_features is not None:
             return cond.paired_text_features
         assert cond.image_features is not None, "the engine fills image_features (needs_image)"
@@ -121,47 +248,131 @@ class MoPE(PromptMethod):
         return template.format(classname)
 
     def plan(self, cond: Conditioning) -> PromptPlan:
-        cfg, y = self.cfg, self.condition(cond)
-        y = y.to(next(self.parameters()).dtype)
-        plan, routing = PromptPlan(), []
-        for layer in range(cfg.prompt_depth):
-            parts = []
-            if cfg.static_prompt:
-                parts.append(self.static[layer].expand(len(y), -1, -1))
-            if cfg.dynamic_prompt:
-                weights = torch.softmax(self.routers[layer](y) / cfg.router_temperature, dim=-1)
-                parts.append(torch.einsum("bk,knd->bnd", weights, self.experts[layer]))
-                routing.append(weights)
-            if cfg.mapped_prompt:
-                parts.append(self.mappers[layer](y).unflatten(-1, (cfg.mapped_length, -1)))
-            plan.vision[layer] = Edit(add=torch.cat(parts, dim=1), carry=0)
-        if routing:
-            plan.extras["routing"] = torch.stack(routing)  # (J, B, k)
+        cfg, c = self.cfg, self.condition(cond)
+        c = c.to(self.input_prompt.dtype)
+        draws = self._generator()
+        plan = PromptPlan()
+        first = self._dropout(self.input_prompt.expand(len(c), -1, -1), draws)
+        plan.vision[0] = Edit(add=first, carry=0)
+        mapped = self._dropout(self.mapper(c), draws) if hasattr(self, "mapper") else None
+        for layer in range(1, cfg.prompt_depth):
+            plan.vision[layer] = Edit(
+                add=self._layer_prompt(layer, c, mapped, plan, draws), carry=0
+            )
+        if cfg.dynamic_prompt and cfg.num_experts == 1 and cfg.prompt_depth > 1:
+            plan.extras["routing"] = c.new_ones(cfg.prompt_depth - 1, len(c), 1)  # known now
         return plan
 
+    def _layer_prompt(
+        self,
+        layer: int,
+        c: Tensor,
+        mapped: Tensor | None,
+        plan: PromptPlan,
+        draws: torch.Generator | None,
+    ) -> Callable[[Tensor], Tensor]:
+        """The prompts of `layer` as a function of its input tokens (the router reads them)."""
+        cfg, i = self.cfg, layer - 1
+
+        def prompts(tokens: Tensor) -> Tensor:
+            parts = []
+            if cfg.static_prompt:
+                parts.append(self.static[i].expand(len(c), -1, -1))
+            if cfg.dynamic_prompt:
+                weights = self._route(i, tokens, c, draws)
+                if cfg.routed:
+                    record(plan, weights)
+                parts.append(torch.einsum("bk,knd->bnd", weights, self.experts[i]))
+            if mapped is not None:
+                parts.append(mapped)
+            return torch.cat(parts, dim=1)
+
+        return prompts
+
+    def _route(self, i: int, tokens: Tensor, c: Tensor, draws: torch.Generator | None) -> Tensor:
+        """Routing weights (B, k) at conditioned layer i."""
+        if not self.cfg.routed:
+            return c.new_ones(len(c), 1)
+        logits = self.routers[i](tokens.to(c.dtype), c) / self.cfg.router_temperature
+        if draws is not None and self.cfg.router_noise > 0:
+            logits = logits + self.cfg.router_noise * gaussian(logits, draws)
+        return torch.softmax(logits, dim=-1)
+
+    def _generator(self) -> torch.Generator | None:
+        """This training step's generator for noise and dropout (None in evaluation): seeded by
+        (seed, step), so fused, single and resumed seeds draw alike."""
+        if not self.training:
+            return None
+        seed = int(self.noise_seed) * 1_000_003 + int(self.noise_step)
+        return torch.Generator().manual_seed(seed)
+
+    def _dropout(self, x: Tensor, draws: torch.Generator | None) -> Tensor:
+        p = self.cfg.prompt_dropout
+        if draws is None or p == 0:
+            return x
+        keep = torch.rand(x.shape, generator=draws) >= p
+        return x * keep.to(x.device, x.dtype) / (1 - p)
+
+    def prompt_tensors(self) -> dict[str, Tensor]:
+        """The learned prompts and maps (the noise counters and BN's batch count left out)."""
+        return {k: v for k, v in super().prompt_tensors().items() if v.dim() > 0}
+
     def aux_losses(self, plan: PromptPlan) -> dict[str, Tensor]:
-        if "routing" not in plan.extras or self.cfg.balance_weight == 0:
+        """The weighted importance loss. Taking a training step's losses ends the step: the
+        next plan draws new noise and dropout (replanning within a step draws the same)."""
+        if self.training:
+            self.noise_step += 1
+        if not self.cfg.routed or "routing" not in plan.extras or self.cfg.balance_weight == 0:
             return {}
-        return {"balance": self.cfg.balance_weight * balance_loss(plan.extras["routing"])}
+        loss = importance_loss(plan.extras["routing"], self.cfg.balance_threshold)
+        return {"balance": self.cfg.balance_weight * loss}
 
     def diagnostics(self, plan: PromptPlan) -> dict[str, float]:
-        """Mean routing weight of each expert, and the mean routing entropy (at most log k)."""
+        """Mean routing weight of each expert; the mean entropy of an image's routing (low: each
+        image picks few experts) and of a layer's batch-mean routing (high: the images of a
+        layer pick different experts; 0 when a layer sends every image to one expert)."""
         if "routing" not in plan.extras:
             return {}
-        weights = plan.extras["routing"].detach().float()
+        weights = plan.extras["routing"].detach().float()  # (layers, B, k)
         usage = weights.mean(dim=(0, 1))
         out = {f"expert_usage_{j}": value for j, value in enumerate(usage.tolist())}
-        entropy = -(weights * weights.clamp_min(1e-12).log()).sum(-1).mean()
-        out["routing_entropy"] = entropy.item()
+        out["routing_entropy"] = routing_entropy(weights).item()
+        out["usage_entropy"] = routing_entropy(weights.mean(dim=1)).item()
         return out
 
 
-def balance_loss(routing: Tensor) -> Tensor:
-    """Mean over layers of CV^2 of per-expert importance; routing (J, B, k) -> scalar.
+def record(plan: PromptPlan, weights: Tensor) -> None:
+    """Append one layer's routing weights (B, k) to plan.extras["routing"] (layers, B, k)."""
+    old = plan.extras.get("routing")
+    plan.extras["routing"] = weights[None] if old is None else torch.cat([old, weights[None]])
 
-    0 for uniform routing; largest, k - 1, when every image goes to the same single expert.
+
+def importance_loss(routing: Tensor, threshold: float) -> Tensor:
+    """Official importance loss; routing (J', B, k) -> scalar.
+
+    Per layer CV^2 = (std / mean)^2 over experts (unbiased std) of the importance sum_b r_lbj,
+    zeroed where it does not exceed `threshold`; mean over layers. 0 for uniform routing; k when
+    every image goes to the same single expert.
     """
-    importance = routing.float().sum(dim=1)  # (J, k)
-    mean = importance.mean(dim=-1)
-    variance = importance.var(dim=-1, correction=0)
-    return (variance / (mean.square() + 1e-10)).mean()
+    importance = routing.float().sum(dim=1)  # (J', k)
+    cv2 = (importance.std(dim=-1) / importance.mean(dim=-1)).square()
+    return torch.where(cv2 > threshold, cv2, torch.zeros_like(cv2)).mean()
+
+
+def routing_entropy(weights: Tensor) -> Tensor:
+    """Mean entropy of the routing distributions (.., k)."""
+    return -(weights * weights.clamp_min(1e-12).log()).sum(-1).mean()
+
+
+def vpt_init_bound(dims: Dims, patch: int = 16) -> float:
+    """VPT's uniform bound sqrt(6 / (3 patch^2 + d_v)) of the official _init_prompt (Dims has no
+    patch size: ViT-B/16's)."""
+    return math.sqrt(6.0 / (3 * patch**2 + dims.vision_width))
+
+
+def uniform(bound: float, *shape: int) -> Tensor:
+    return torch.empty(shape).uniform_(-bound, bound)
+
+
+def gaussian(like: Tensor, draws: torch.Generator) -> Tensor:
+    return torch.randn(like.shape, generator=draws).to(like.device, like.dtype)

@@ -12,6 +12,7 @@ gets N times the work per launch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -81,7 +82,10 @@ def stack_plans(plans: list[PromptPlan], block: int) -> StackPlan:
     out = StackPlan(text_sets=sets, parts=plans)
     for layer, edit in first.vision.items():
         adds = [p.vision[layer].add for p in plans]
-        add = None if adds[0] is None else torch.cat([_per_image(a, block) for a in adds])
+        if callable(adds[0]):
+            add = _blockwise(adds, block)
+        else:
+            add = None if adds[0] is None else torch.cat([_per_image(a, block) for a in adds])
         out.vision[layer] = Edit(add=add, carry=edit.carry)
     for layer, edit in first.text.items():
         adds = [p.text[layer].add for p in plans]
@@ -93,6 +97,15 @@ def stack_plans(plans: list[PromptPlan], block: int) -> StackPlan:
 def _per_image(add: Tensor, block: int) -> Tensor:
     """A vision add, (k, d) shared or (B, k, d) per image, as (B, k, d)."""
     return add.expand(block, -1, -1) if add.dim() == 2 else add
+
+
+def _blockwise(adds: list[Callable[[Tensor], Tensor]], block: int) -> Callable[[Tensor], Tensor]:
+    """Vision adds computed from the layer's input: each seed's from its own block of images."""
+
+    def add(x: Tensor) -> Tensor:
+        return torch.cat([_per_image(fn(part), block) for fn, part in zip(adds, x.split(block))])
+
+    return add
 
 
 def _stack_sets(adds: list[Tensor], sets: int) -> Tensor:
