@@ -11,6 +11,7 @@ from typing import Any
 MAX_VECTORS = 24  # rows of nearest tokens shown per tensor
 MAX_TENSORS = 6
 LAYER = re.compile(r"(?:^|\.)text_prompts\.(\d+)$")
+LAYER_MAP = re.compile(r"(?:^|\.)couplings\.(\d+)\.\d+\.weight$")  # MPL: maps of a layer
 
 
 def nearest_token_tables(described: dict[str, Any]) -> list[tuple[str, list[list[str]]]]:
@@ -55,11 +56,13 @@ def prompt_similarity(path: Path) -> tuple[list[list[float]], list[str]] | None:
     return None
 
 
-def layer_prompt_counts(described: dict[str, Any]) -> list[tuple[int, int]]:
-    """(layer, prompts added there) for MPL's per-layer text prompts (text_prompts.<layer>)."""
-    found = []
+def layer_prompt_counts(described: dict[str, Any]) -> list[tuple[int, int, int]]:
+    """(layer, text prompts, vision prompts added there) for MPL: each coupling map of a layer
+    turns that layer's text prompts into as many vision prompts."""
+    text, maps = {}, {}
     for name, entry in described.items():
-        match = LAYER.search(name)
-        if match and entry.get("shape"):
-            found.append((int(match.group(1)), int(entry["shape"][0])))
-    return sorted(found)
+        if (match := LAYER.search(name)) and entry.get("shape"):
+            text[int(match.group(1))] = int(entry["shape"][0])
+        elif match := LAYER_MAP.search(name):
+            maps[int(match.group(1))] = maps.get(int(match.group(1)), 0) + 1
+    return [(layer, n, n * maps.get(layer, 0)) for layer, n in sorted(text.items())]

@@ -311,8 +311,9 @@ def _mpl_layers(described: dict[str, Any]) -> str:
     layers = prompt_view.layer_prompt_counts(described)
     if not layers:
         return ""
-    rows = [[str(layer), str(added)] for layer, added in layers]
-    return h.heading("Prompts added per layer (MPL)") + h.table(["layer", "added"], rows, 1)
+    rows = [[str(layer), str(text), str(vision)] for layer, text, vision in layers]
+    header = ["layer", "text prompts", "vision prompts added"]
+    return h.heading("Prompts per layer (MPL)") + h.table(header, rows, 1)
 
 
 def _diagnostics_section(data: Analysis, out: Path) -> str:

@@ -115,7 +115,7 @@ def observe(backbone, cfg: MethodConfig, method_cls: type | None = None) -> dict
         "params": params,
         "eval": eval_logits,
         "train": train_logits.detach(),
-        "aux": {k: float(v) for k, v in aux.items()},
+        "aux": {k: float(v.detach()) for k, v in aux.items()},
         "grads": {k: g for (k, _), g in zip(named, grads, strict=True) if g is not None},
     }
 
