@@ -30,12 +30,13 @@ from ablate.cluster_access import (
     TOKEN_HELP,
     ClusterAuthError,
     ClusterError,
+    ClusterUnreachable,
     check_address,
     is_loopback,
     read_token,
     resolve_address,
 )
-from ablate.errors import AblateError, ConfigError
+from ablate.errors import AblateError, ConfigError, UnknownStudy, local_studies
 from ablate.spec import StudySpec
 
 STUDY_KEY = "ablate_study"  # job metadata: the study's name
@@ -105,10 +106,16 @@ class Jobs:
 
 
 def connect(address: str | None) -> Jobs:
+    given = address
     address = resolve_address(address)
     token, source = read_token()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    check_address(address, headers)
+    try:
+        check_address(address, headers)
+    except ClusterUnreachable as err:
+        if given or address != DEFAULT_ADDRESS:
+            raise
+        raise no_cluster_here() from err
     from ray.job_submission import JobSubmissionClient
 
     jobs = Jobs(address, token, source, None)
@@ -116,6 +123,19 @@ def connect(address: str | None) -> Jobs:
         jobs.client = JobSubmissionClient(address, headers=headers)
         jobs.client.list_jobs()  # the token is checked here, not by /api/version
     return jobs
+
+
+def no_cluster_here(results_dir: Path = Path("results")) -> UnknownStudy:
+    """No address was given and no Ray cluster runs on this machine (a laptop): say where the
+    cluster commands look, and which studies `ablate search` ran here."""
+    return UnknownStudy(
+        f"no Ray cluster answers at {DEFAULT_ADDRESS} (the default; --address or "
+        "$RAY_API_SERVER_ADDRESS name another)",
+        local_studies(results_dir),
+        f"run here by `ablate search` (in ./{results_dir})",
+        "status, logs and stop follow studies submitted with `ablate submit`; a study run "
+        "here is reviewed with `ablate report STUDY` or `ablate ui STUDY`",
+    )
 
 
 # ---- submit ------------------------------------------------------------------------------------
@@ -129,6 +149,7 @@ class Submission:
     working_dir: Path | None = None
     pip: str | None = None  # None | "project" | a requirements file
     system_metrics: bool = False
+    verbosity: int = 0  # -1 = -q, 1 = -v: passed on to the job's `ablate search`
 
 
 def submit(spec: StudySpec, sub: Submission, follow: bool = False) -> int:
@@ -160,6 +181,7 @@ def submit(spec: StudySpec, sub: Submission, follow: bool = False) -> int:
     entrypoint = [*ENTRYPOINT, file.relative_to(root).as_posix(), *sub.overrides]
     entrypoint += ["--address", "auto", "--tracking-uri", uri, "--storage", storage]
     entrypoint += ["--system-metrics"] if sub.system_metrics else []
+    entrypoint += {-1: ["-q"], 1: ["-v"]}.get(sub.verbosity, [])
     submission_id = f"ablate-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     with jobs.call():
         job_id = jobs.client.submit_job(
@@ -271,12 +293,13 @@ def find_job(jobs: Jobs, ref: str) -> Any:
             return job
     mine = [j for j in listed if (j.metadata or {}).get(STUDY_KEY) == ref]
     if not mine:
-        error = ClusterError(
-            f"no job of study {ref!r} (and no job with that id) on {jobs.address}; "
-            "`ablate status` lists the studies' jobs"
+        studies = {(j.metadata or {}).get(STUDY_KEY) for j in listed} - {None}
+        raise UnknownStudy(
+            f"no job of study {ref!r} (and no job with that id) on {jobs.address}",
+            sorted(studies),
+            "with jobs there",
+            "`ablate status` lists their jobs",
         )
-        error.exit_code = 2
-        raise error
     return max(mine, key=lambda j: j.start_time or 0)
 
 

@@ -35,6 +35,10 @@ class ClusterError(AblateError):
     """The cluster cannot be reached, or a job cannot be found or submitted."""
 
 
+class ClusterUnreachable(ClusterError):
+    """Nothing answers at the dashboard address."""
+
+
 class ClusterAuthError(ClusterError):
     """The cluster wants a token we do not have, or refused the one we sent."""
 
@@ -101,7 +105,7 @@ def check_address(address: str, headers: dict[str, str]) -> None:
         ) from err
     except (urllib.error.URLError, OSError, ValueError) as err:
         reason = getattr(err, "reason", err)
-        raise ClusterError(
+        raise ClusterUnreachable(
             f"cannot reach the Ray dashboard (Jobs API) at {address}: {reason}.\n"
             "Is the cluster up, and is this its dashboard address? (`ray start --head "
             "--dashboard-host 0.0.0.0`; `ray dashboard cluster/gpu-cluster.yaml` forwards it to "

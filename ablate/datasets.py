@@ -44,10 +44,19 @@ FUSION_NAMES = ("mm_imdb", "snli_ve", "upmc_food101")  # trainers.data.fusion.FU
 
 def add_parser(commands: Any) -> None:
     """Add `data check` and `data prepare` to the CLI's subparsers."""
-    data = commands.add_parser("data", help="check or download the field's datasets")
+    data = commands.add_parser(
+        "data",
+        help="check or download the field's datasets",
+        description="The few-shot benchmarks live in folders you provide (dataset.root): "
+        "`check` says what a folder lacks, `prepare` downloads what torchvision can fetch. "
+        "See docs/datasets.md.",
+    )
     actions = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     check = actions.add_parser(
-        "check", help="say exactly what is missing or malformed in a dataset folder"
+        "check",
+        help="say exactly what is missing or malformed in a dataset folder",
+        description="Check a dataset's folder against the layout its loader reads: every "
+        "missing or malformed file is listed (exit 2), else one summary line.",
     )
     check.add_argument("dataset", help="a registered dataset, e.g. oxford_pets")
     check.add_argument("--root", help="the folder holding the dataset's folder (dataset.root)")
@@ -55,8 +64,16 @@ def add_parser(commands: Any) -> None:
         "--quick", action="store_true", help="only the first and last image of each split"
     )
     check.set_defaults(func=run_check)
-    prepare = actions.add_parser("prepare", help="download a dataset's images with torchvision")
-    prepare.add_argument("dataset", choices=sorted(TORCHVISION) + list(FUSION_NAMES))
+    prepare = actions.add_parser(
+        "prepare",
+        help="download a dataset's images with torchvision",
+        description="Download a dataset with torchvision into ROOT/<its folder>, in the layout "
+        "the loader reads.",
+    )
+    downloadable = sorted(TORCHVISION) + list(FUSION_NAMES)
+    prepare.add_argument(
+        "dataset", choices=downloadable, metavar="DATASET", help=", ".join(downloadable)
+    )
     prepare.add_argument("--root", required=True, help="where the dataset's folder goes")
     prepare.set_defaults(func=run_prepare)
 

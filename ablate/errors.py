@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class AblateError(Exception):
@@ -41,3 +42,25 @@ class ConfigError(AblateError):
 
 class TrialFailed(AblateError):
     """A trial raised; the study records it and goes on."""
+
+
+class UnknownStudy(AblateError):
+    """A study (or a tracking store) that does not exist; the message names those that do."""
+
+    exit_code = 2
+
+    def __init__(self, missing: str, known: list[str], where: str, hint: str = "") -> None:
+        listing = ", ".join(known) if known else "none"
+        text = f"{missing}; studies {where}: {listing}"
+        super().__init__(text + (f"\n{hint}" if hint else ""))
+
+
+def local_studies(results_dir: Path) -> list[str]:
+    """The studies `ablate search` left under `results_dir` (folders with a study.json or a
+    results table), by name."""
+    if not results_dir.is_dir():
+        return []
+    marks = ("study.json", "results.parquet", "parts")
+    return sorted(
+        d.name for d in results_dir.iterdir() if any((d / mark).exists() for mark in marks)
+    )

@@ -14,6 +14,7 @@ file's hash. Running `ablate search FILE` again then:
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from ablate.spec import StudySpec
 from ablate.study import Launch, Prior, can_restore
 
 STATE_FILE = "study.json"
+log = logging.getLogger("ablate")
 
 
 @dataclass
@@ -46,7 +48,7 @@ def load_state(study_dir: results.Location) -> StudyState | None:
         return StudyState(**json.loads(text))
     except (ValueError, TypeError):
         path = results.join(study_dir, STATE_FILE)
-        print(f"ablate: ignoring unreadable {path}; starting the study afresh")
+        log.warning(f"ablate: ignoring unreadable {path}; starting the study afresh")
         return None
 
 

@@ -5,16 +5,18 @@ Running the same file again resumes or extends the study (see `ablate.resume`).
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 from ablate import __version__, cluster_nodes, results, study, tracking
 from ablate import spool as spool_calls
-from ablate.errors import ConfigError
+from ablate.errors import ConfigError, UnknownStudy, local_studies
 from ablate.resume import StudyState, decide, extension, load_state
 from ablate.spec import StudySpec, describe_plan
 
 SPOOL_DIR = "mlflow-spool"  # tracking calls waiting for an unreachable MLflow (`ablate sync`)
+log = logging.getLogger("ablate")  # -q: warnings and the summary only; -v: every detail
 
 
 def run_search(
@@ -32,14 +34,18 @@ def run_search(
         where = "--tracking-uri" if tracking_uri else "MLFLOW_TRACKING_URI / default"
         raise ConfigError(f"MLflow tracking store {uri} ({where}) does not answer: {problem}")
     plan = describe_plan(spec)
-    print(plan, "\n", flush=True)
+    log.info("%s\n", plan)
     study.connect(address)
     cluster_nodes.check_resources(spec)  # before anything is logged
     check_cluster(storage, uri)
+    study.reenter_working_dir()  # the checks ran tasks on every node (see reenter_working_dir)
     study_dir = results.study_location(storage or results_dir, spec.name)
+    log.debug("ablate: MLflow at %s, results in %s", uri, study_dir)
     state = load_state(study_dir)
     mode = decide(spec, state, uri, study_dir)
+    log.debug("ablate: study.json %s: %s", "found" if state else "absent", mode)
     if mode == "done":
+        study.disconnect()
         print(f"ablate: study {spec.name!r} already finished with this file; nothing to run.")
         print("ablate: add trials or seeds to the file to extend it, or change `name`.")
         return 0
@@ -49,6 +55,7 @@ def run_search(
         state.status = "finished"
         state.save(study_dir)
         tracker.finish_study({}, status="completed")
+        study.disconnect()
         print(f"ablate: all {spec.num_trials} configurations of {spec.name!r} already finished.")
         return 0
     try:
@@ -57,6 +64,7 @@ def run_search(
         state.status = "interrupted"
         state.save(study_dir)
         tracker.finish_study({}, status="killed")
+        study.disconnect()
         print(f"ablate: interrupted; run the same command again to resume ({study_dir})")
         return 130
     statuses = {t.trial_id: t.status for t in outcome.trials}
@@ -71,6 +79,7 @@ def run_search(
     counts = {s: outcome.count(s) for s in ("completed", "pruned", "failed")}
     final = "killed" if unfinished else ("completed" if counts["completed"] else "failed")
     tracker.finish_study(counts, status=final)
+    study.disconnect()  # Ray's held-back log lines come out now, before the summary
     print(summary(spec, outcome, table_path, tracker, time.monotonic() - started))
     if unfinished:
         print("ablate: the study was interrupted; run the same command again to resume it.")
@@ -130,21 +139,23 @@ def _settle_tracking(
     if spool.exists():
         delivered, waiting = spool_calls.replay(spool, tracker.uri)
         if waiting:
-            print(
+            log.warning(
                 f"ablate: {waiting} MLflow calls wait in {spool} (the tracking server is "
                 f"unreachable); run `ablate sync {Path(str(study_dir)).name}` when it is back."
             )
             if results.is_uri(study_dir):  # an object store takes no appends: spools stay local
-                print(
+                log.warning(
                     "ablate: trials on other nodes spooled at the same path on their own disk; "
                     "run `ablate sync` on each of them too."
                 )
         elif delivered:
-            print(f"ablate: delivered {delivered} MLflow calls that waited for the server.")
+            log.info(f"ablate: delivered {delivered} MLflow calls that waited for the server.")
     try:
         tracker.close_orphans(statuses)
     except Exception as err:
-        print(f"ablate: could not close unfinished MLflow runs ({err}); `ablate sync` retries.")
+        log.warning(
+            f"ablate: could not close unfinished MLflow runs ({err}); `ablate sync` retries"
+        )
 
 
 def _prepare(
@@ -157,8 +168,10 @@ def _prepare(
 ) -> tuple[tracking.Tracker, study.Launch, StudyState]:
     """The MLflow parent run and the Ray launch for a new, resumed or extended study."""
     if mode == "resume" and state is not None:
-        print(f"ablate: resuming the interrupted study {spec.name!r} (parent run "
-              f"{state.parent_run_id})", flush=True)  # fmt: skip
+        log.info(
+            f"ablate: resuming the interrupted study {spec.name!r} (parent run "
+            f"{state.parent_run_id})"
+        )
         spool = _spool_dir(study_dir)
         tracker = tracking.Tracker(uri, state.experiment_id, state.parent_run_id, spool)
         tracker.reopen(state.parent_run_id)
@@ -171,17 +184,16 @@ def _prepare(
     if mode == "extend":
         launch = extension(spec, study_dir, invocation)
         reused = len(launch.prior.configs) if launch.prior else 0
-        print(
+        log.info(
             f"ablate: extending study {spec.name!r}: {reused} finished configurations reused;"
-            " finished (configuration, seed) cells are not trained again",
-            flush=True,
+            " finished (configuration, seed) cells are not trained again"
         )
     else:
         launch = study.Launch(results.join(study_dir, "ray", spec.name))
     tracker = tracking.Tracker(uri, spool_dir=_spool_dir(study_dir)).start_study(
         spec.name, spec.description, _plan_params(spec), _study_tags(spec)
     )
-    tracker.log_study_file(spec.path)
+    tracker.log_study_file(Path(spec.path).name, spec.text)  # the driver's cwd may be gone
     tracker.log_text(tracker.parent_run_id, plan, "plan.txt")
     state = StudyState(
         spec_sha256=spec.sha256,
@@ -265,6 +277,13 @@ def _uri_flag(uri: str) -> str:
 
 def sync(study_dir: Path, tracking_uri: str | None) -> int:
     """`ablate sync`: deliver the tracking calls a study spooled while MLflow was unreachable."""
+    if not study_dir.is_dir():
+        raise UnknownStudy(
+            f"no study {study_dir.name!r} in {study_dir.parent}",
+            local_studies(study_dir.parent),
+            "there",
+            "ablate sync STUDY delivers what a study run here spooled (--results-dir: elsewhere)",
+        )
     state = load_state(study_dir)
     uri = tracking_uri or (state.tracking_uri if state else tracking.default_tracking_uri())
     spool = study_dir / SPOOL_DIR

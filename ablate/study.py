@@ -8,6 +8,7 @@ epoch (one `report` per epoch) as the fidelity. Final MLflow statuses are writte
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
@@ -36,7 +37,10 @@ from ablate.spec import Scheduler, StudySpec
 from ablate.tracking import Tracker
 
 FIDELITY = "training_iteration"  # one report per epoch, so iterations are epochs
-TRIAL_NUMBER = "trial"  # added to each sampled config: Optuna's trial number, 0, 1, 2, ...
+TRIAL_NUMBER = "trial"  # in the configs of studies started before trials were numbered apart
+log = logging.getLogger("ablate")
+_NUMBERS: dict[str, int] = {}  # Ray trial id -> Optuna's trial number 0, 1, 2, ... (names t000)
+_DRIVER: dict[str, str] = {}  # "cwd": the driver's working directory, while it holds Ray
 
 SCHEDULERS: dict[str, Callable[[Scheduler, int], TrialScheduler]] = {
     "asha": lambda s, epochs: ASHAScheduler(
@@ -56,7 +60,8 @@ SCHEDULERS: dict[str, Callable[[Scheduler, int], TrialScheduler]] = {
 
 
 def connect(address: str | None) -> None:
-    """Join the cluster at `address`, or start a local Ray bound to 127.0.0.1."""
+    """Join the cluster at `address`, or start a local Ray bound to 127.0.0.1. A Ray this call
+    connects to, `disconnect` lets go of (a Ray the caller already holds is left alone)."""
     if address and address.startswith(("http://", "https://")):
         raise ConfigError(
             f"--address {address} is a Ray dashboard (Jobs API) address: submit the study "
@@ -65,12 +70,14 @@ def connect(address: str | None) -> None:
         )
     if ray.is_initialized():
         return
+    quiet = not log.isEnabledFor(logging.INFO)  # -q: no worker output, only Ray's errors
+    options = {"log_to_driver": not quiet, "logging_level": _ray_log_level()}
     # Ray 2.60 turns token authentication on by default (token in ~/.ray/auth_token, generated
     # on first start); ablate leaves it on and never sets RAY_AUTH_MODE itself.
     if address:
-        cwd = os.getcwd()
+        _DRIVER["cwd"] = os.getcwd()
         try:
-            ray.init(address=address, log_to_driver=True)
+            ray.init(address=address, **options)
         except ConnectionError as err:
             raise ConfigError(f"cannot join the Ray cluster at {address}: {err}") from err
         except Exception as err:
@@ -82,14 +89,45 @@ def connect(address: str | None) -> None:
                 "$RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token; `ray get-auth-token` on the "
                 "head node prints the cluster's."
             ) from err
-        try:
-            os.getcwd()
-        except FileNotFoundError:
-            # a job's working_dir re-extracted under the driver (eager install by another node
-            # on this disk) leaves the driver's cwd dangling; the same path is back
-            os.chdir(cwd)
+        reenter_working_dir()
     else:
-        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1")
+        _DRIVER["cwd"] = os.getcwd()
+        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **options)
+
+
+def reenter_working_dir() -> None:
+    """Step back into the driver's working directory if it was deleted under it. A job's
+    working_dir is unpacked once per node, and a second node sharing this disk (nodes started on
+    one machine share /tmp/ray) deletes and unpacks it again when its first task arrives: the
+    driver's cwd then dangles, though the same path holds the same files again."""
+    cwd = _DRIVER.get("cwd")
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        if cwd:
+            os.chdir(cwd)
+
+
+def disconnect() -> None:
+    """Let go of the Ray that `connect` connected to: Ray's log threads stop and the log lines
+    its deduplicator held back are printed now, before the study's summary, not after it."""
+    if _DRIVER.pop("cwd", None) is not None and ray.is_initialized():
+        ray.shutdown()
+    reenter_working_dir()
+
+
+def _ray_log_level() -> int:
+    """Ray's own driver-side log lines: warnings by default, everything with -v."""
+    if log.isEnabledFor(logging.DEBUG):
+        return logging.INFO
+    return logging.WARNING if log.isEnabledFor(logging.INFO) else logging.ERROR
+
+
+def tune_verbosity() -> int:
+    """Tune's console output: 0 with -q, its trial tables by default, every result with -v."""
+    if log.isEnabledFor(logging.DEBUG):
+        return 2
+    return 1 if log.isEnabledFor(logging.INFO) else 0
 
 
 def can_restore(ray_dir: Path | str) -> bool:
@@ -138,6 +176,10 @@ def run_study(
         # every epoch checkpoints (num_to_keep=1 forces a state snapshot): on local disk that
         # is a cheap copy, and Tune's "snapshotting triggered multiple times" warning is noise
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Optuna set its own level when Ray imported it; it follows ablate's -q / -v from here
+    logging.getLogger("optuna").setLevel(logging.INFO if tune_verbosity() > 1 else logging.WARNING)
+    if tune_verbosity() == 0:  # Tune's new console output prints its header even then
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     guard = _StatusCallback(tracker, epochs, fail_limit=min(3, spec.num_trials))
     pending = PendingNotice(cluster_nodes.wanted(spec))
     trainable = tune.with_resources(
@@ -157,10 +199,11 @@ def run_study(
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 callbacks=[guard, pending],
                 stop=guard,
-                verbose=1,
+                verbose=tune_verbosity(),
             ),
         )
     grid = tuner.fit()
+    reenter_working_dir()  # a node that joined during the study may have unpacked it anew
     outcome = _outcome(grid, spec, guard.statuses, epochs)
     for t in outcome.trials:
         t.node = guard.nodes.get(t.trial_id, "")
@@ -184,8 +227,8 @@ def _tune_config(spec: StudySpec, epochs: int, launch: Launch) -> tune.TuneConfi
         search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
         scheduler=SCHEDULERS[spec.scheduler.type](spec.scheduler, epochs),
         num_samples=spec.num_trials if launch.num_trials is None else launch.num_trials,
-        trial_name_creator=lambda t: trial_name(t.config.get(TRIAL_NUMBER)),
-        trial_dirname_creator=lambda t: f"{trial_name(t.config.get(TRIAL_NUMBER))}_{t.trial_id}",
+        trial_name_creator=_name_of,
+        trial_dirname_creator=lambda t: f"{_name_of(t)}_{t.trial_id}",
         # one machine: a worker process runs trial after trial, and its imports, backbone,
         # decoded dataset and frozen features stay loaded (ablate.trial.shared_inputs); on a
         # multi-node cluster each trial is placed afresh so the trials spread over the nodes
@@ -226,8 +269,10 @@ def _probe_or_whole(
         return ray.get(ref, timeout=timeout)
     except Exception as err:
         ray.cancel(ref, force=True)
-        print(f"ablate: the GPU memory probe did not finish ({error_line(str(err))}); "
-              f"the trial asks for {whole:g} GPU")  # fmt: skip
+        log.warning(
+            f"ablate: the GPU memory probe did not finish ({error_line(str(err))}); "
+            f"the trial asks for {whole:g} GPU"
+        )
         return whole
 
 
@@ -235,7 +280,7 @@ def _measured_share(cfg: Any, seeds: int) -> float:
     from trainers import probe
 
     peak, total = probe.peak_gpu_memory(cfg, seeds)
-    share = probe.gpu_share(peak, total)
+    share = probe.gpu_share(peak, total)  # printed in a Ray worker: Ray forwards it
     print(f"ablate: a trial of this configuration peaks at {peak / 2**30:.2f} GiB of "
           f"{total / 2**30:.0f} GiB; it asks for {share:g} GPU")  # fmt: skip
     return share
@@ -252,7 +297,8 @@ def _make_trainable(
 
         torch.set_num_threads(threads)
         params = dict(params)
-        name = trial_name(params.pop(TRIAL_NUMBER, None))
+        params.pop(TRIAL_NUMBER, None)  # a study started by an older ablate numbered it here
+        name = tune.get_context().get_trial_name()
         trial_id = tune.get_context().get_trial_id()
         ctx = trial.TrialContext(trial_id, name, folder, tracker, system_metrics)  # type: ignore[arg-type]
         trial.run(spec, params, _report_with_checkpoint, ctx, resume=_restore())
@@ -287,13 +333,20 @@ def _restore() -> dict[str, Any] | None:
 
 
 class _NumberedOptunaSearch(OptunaSearch):
-    """OptunaSearch that adds Optuna's trial number to each config, to name trials by it."""
+    """OptunaSearch that notes Optuna's trial number of each trial, to name trials by it. The
+    number stays out of the config, so Tune's tables show only the searched parameters."""
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         config = super().suggest(trial_id)
         if isinstance(config, dict):
-            config[TRIAL_NUMBER] = self._ot_trials[trial_id].number
+            _NUMBERS[trial_id] = self._ot_trials[trial_id].number
         return config
+
+
+def _name_of(trial: Any) -> str:
+    """`t007` for Optuna's trial 7 (Tune names a trial right after the searcher suggests it)."""
+    number = _NUMBERS.get(trial.trial_id, trial.config.get(TRIAL_NUMBER))
+    return trial_name(number)
 
 
 class _StatusCallback(tune.Callback, Stopper):
@@ -327,7 +380,7 @@ class _StatusCallback(tune.Callback, Stopper):
                 for run in self.tracker.runs_of_trial(trial.trial_id):
                     self.tracker.set_tags(run.info.run_id, tags)
             except Exception as err:  # tracking trouble must not stop the study
-                print(f"ablate: could not tag trial {trial.trial_id} with its node: {err}")
+                log.warning(f"ablate: could not tag trial {trial.trial_id} with its node: {err}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         epoch = int(trial.last_result.get(FIDELITY, 0))
@@ -346,7 +399,7 @@ class _StatusCallback(tune.Callback, Stopper):
                 if run.info.status == "RUNNING":
                     self.tracker.finish_run(run.info.run_id, status, tags)
         except Exception as err:  # tracking trouble must not stop the study
-            print(f"ablate: could not record {status} for trial {trial_id} in MLflow: {err}")
+            log.warning(f"ablate: could not record {status} for trial {trial_id} in MLflow: {err}")
 
 
 class PendingNotice(tune.Callback):
@@ -375,9 +428,9 @@ class PendingNotice(tune.Callback):
         try:
             free = cluster_nodes.free_per_node()
         except Exception as err:
-            print(f"ablate: {len(pending)} trials pending for {waited:.0f} s ({err})", flush=True)
+            log.warning(f"ablate: {len(pending)} trials pending for {waited:.0f} s ({err})")
             return
-        print(cluster_nodes.pending_message(self.wanted, len(pending), waited, free), flush=True)
+        log.warning(cluster_nodes.pending_message(self.wanted, len(pending), waited, free))
 
 
 def _error_text(trial: Any) -> str:
@@ -402,10 +455,11 @@ def _outcome(grid: Any, spec: StudySpec, statuses: dict[str, str], epochs: int) 
         status = statuses.get(trial_id) or status_of(
             ray_status.get(trial_id), result, reached, epochs
         )
+        config.pop(TRIAL_NUMBER, None)
         outcome.trials.append(
             TrialOutcome(
                 trial_id=trial_id,
-                name=trial_name(config.pop(TRIAL_NUMBER, None)),
+                name=Path(result.path).name.rsplit("_", 1)[0],  # trial_dirname_creator: t007_id
                 status=status,
                 epochs=reached,
                 params=space.decode(config),

@@ -15,6 +15,7 @@ import json
 import os
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +71,9 @@ class Tracker:
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             experiment_tags = {MLFLOW_RUN_NOTE: description, **EXPERIMENT_KIND}
-            experiment_id = client.create_experiment(name, tags=experiment_tags)
+            experiment_id = client.create_experiment(
+                name, artifact_location=_artifact_home(self.uri, name), tags=experiment_tags
+            )
         else:
             experiment_id = experiment.experiment_id
             for key, value in {MLFLOW_RUN_NOTE: description, **EXPERIMENT_KIND}.items():
@@ -84,8 +87,9 @@ class Tracker:
         handle.log_params(run.info.run_id, params)
         return handle
 
-    def log_study_file(self, local_path: str | Path) -> None:
-        self.client.log_artifact(self.parent_run_id, str(local_path))
+    def log_study_file(self, name: str, text: str) -> None:
+        """The search-space file as validated (its text, not a path that may have moved)."""
+        self.client.log_text(self.parent_run_id, text, _safe_name(name))
 
     @spooled
     def log_text(self, run_id: str, text: str, name: str) -> None:
@@ -280,6 +284,29 @@ def check_reachable(uri: str) -> str | None:
 # ---- the MLflow UI ------------------------------------------------------------------------------
 def is_local_store(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri
+
+
+def local_store_path(uri: str) -> Path | None:
+    """The file (SQLite) or folder (file store) of a local tracking store; None for a server."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///"))  # sqlite:////abs/mlflow.db: /abs/...
+    if uri.startswith("file:"):
+        return Path(urllib.parse.urlsplit(uri).path)
+    return Path(uri) if "://" not in uri else None
+
+
+def _artifact_home(uri: str, experiment: str) -> str | None:
+    """Where a SQLite store's experiment keeps its artifacts: beside the store, in mlruns/ of
+    its folder, wherever the driver runs (MLflow's default is ./mlruns of the driver's cwd, and
+    a Ray job's driver runs in a temporary copy of the project). None: the store's default."""
+    path = local_store_path(uri) if uri.startswith("sqlite:///") else None
+    return str(path.resolve().parent / "mlruns" / _safe_name(experiment)) if path else None
+
+
+def study_names(uri: str) -> list[str]:
+    """The experiments (one per study) a tracking store holds."""
+    experiments = MlflowClient(tracking_uri=uri).search_experiments()
+    return sorted(e.name for e in experiments if e.name != "Default")
 
 
 def latest_study_run(uri: str, study: str | None) -> tuple[str, str] | None:

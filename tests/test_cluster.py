@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -204,6 +205,21 @@ def test_token_errors_say_where_the_token_comes_from(no_token, monkeypatch, caps
         server.shutdown()
 
 
+def test_an_unknown_study_on_a_cluster_is_bad_input(no_token, monkeypatch, capsys):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeDashboard)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = ["--address", f"http://127.0.0.1:{server.server_address[1]}"]
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "right")
+    try:
+        for command in (["logs", "nosuch"], ["stop", "nosuch"], ["status", "nosuch"]):
+            assert main([*command, *address]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith("ablate: error: no job of study 'nosuch'")
+            assert "studies with jobs there: none" in err
+    finally:
+        server.shutdown()
+
+
 # ---- shared storage through pyarrow.fs ---------------------------------------------------
 def test_results_on_a_storage_uri(tmp_path):
     folder = f"file://{tmp_path}/store/study"
@@ -344,20 +360,37 @@ def _node_ports() -> list[str]:
         "--runtime-env-agent-port",
         "--metrics-export-port",
     )
-    ports = [a for name in names for a in (name, str(free_port()))]
+    chosen = [free_port() for _ in names]
+    ports = [a for name, port in zip(names, chosen, strict=True) for a in (name, str(port))]
     low = free_port() // 100 * 100 % 50000 + 10000
+    while any(low <= port <= low + 60 for port in chosen):  # Ray refuses overlapping ports
+        low = low + 100 if low < 59000 else 10000
     return [*ports, "--min-worker-port", str(low), "--max-worker-port", str(low + 60)]
 
 
-def _wait_for(log: Path, text: str, proc: subprocess.Popen, seconds: float = 90) -> None:
+def _came_up(log: Path, proc: subprocess.Popen, seconds: float = 120) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if text in log.read_text(errors="replace"):
-            return
+        if "Ray runtime started" in log.read_text(errors="replace"):
+            return True
         if proc.poll() is not None:
-            break
+            return False
         time.sleep(0.5)
-    pytest.fail(f"{log.name}: {text!r} never came:\n{log.read_text()[-3000:]}")
+    return False
+
+
+def _start_node(args: Callable[[], list[str]], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """`ray start` with the arguments `args()` makes (fresh ports each time): again, up to 3
+    times, when the node does not come up, e.g. because another process on this machine took
+    one of its free ports in the meantime."""
+    failures = []
+    for _ in range(3):
+        proc = _ray_start(args(), env, log)
+        if _came_up(log, proc):
+            return proc
+        failures.append(log.read_text(errors="replace")[-1500:])
+        _stop(proc)
+    pytest.fail(f"{log.name}: the node never came up:\n" + "\n---\n".join(failures))
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -370,53 +403,68 @@ def _stop(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-@pytest.fixture
-def two_nodes(tmp_path):
-    """A head and a worker node on 127.0.0.1 with token authentication, and an MLflow server."""
+@contextlib.contextmanager
+def loopback_cluster(folder: Path, shared_temp_dir: bool, mlflow_server: bool):
+    """A head and a worker node on 127.0.0.1 with token authentication, and optionally an
+    MLflow server. `shared_temp_dir`: both nodes keep their files in one temp folder, as nodes
+    started by plain `ray start` on one machine do (/tmp/ray); else a disk of its own per
+    node, as on a real cluster."""
     token = os.urandom(16).hex()
     temp = Path(tempfile.mkdtemp(prefix="ablr", dir="/tmp"))  # socket paths must stay short
-    (temp / "h").mkdir(), (temp / "w").mkdir()  # a disk of its own per node, as on a cluster
+    head_temp, worker_temp = (temp, temp) if shared_temp_dir else (temp / "h", temp / "w")
+    head_temp.mkdir(exist_ok=True), worker_temp.mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_"))}
     env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_DEDUP_LOGS": "0"}
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"  # `python` = ours
-    gcs, dashboard, mlflow_port = free_port(), free_port(), free_port()
-    procs = []
+    ports = {"mlflow": free_port()}
+    procs: list[subprocess.Popen] = []
+
+    def head() -> list[str]:
+        ports.update(gcs=free_port(), dashboard=free_port())
+        return ["--head", "--port", str(ports["gcs"]), "--dashboard-host", "127.0.0.1",
+                "--dashboard-port", str(ports["dashboard"]), "--include-dashboard", "true",
+                "--temp-dir", str(head_temp), *_node_ports()]  # fmt: skip
+
+    def worker() -> list[str]:
+        return ["--address", f"127.0.0.1:{ports['gcs']}", "--temp-dir", str(worker_temp),
+                *_node_ports()]  # fmt: skip
+
     try:
-        head_log, worker_log = tmp_path / "head.log", tmp_path / "worker.log"
-        procs.append(_ray_start(
-            ["--head", "--port", str(gcs), "--dashboard-host", "127.0.0.1", "--dashboard-port",
-             str(dashboard), "--include-dashboard", "true", "--temp-dir", str(temp / "h"),
-             *_node_ports()], env, head_log))  # fmt: skip
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-             f"sqlite:///{tmp_path / 'mlflow.db'}", "--artifacts-destination",
-             str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(mlflow_port),
-             "--workers", "1"],
-            stdout=(tmp_path / "mlflow.log").open("w"), stderr=subprocess.STDOUT,
-            start_new_session=True,
-        ))  # fmt: skip
-        _wait_for(head_log, "Ray runtime started", procs[0])
-        procs.insert(0, _ray_start(
-            ["--address", f"127.0.0.1:{gcs}", "--temp-dir", str(temp / "w"), *_node_ports()],
-            env, worker_log))  # fmt: skip
-        _wait_for(worker_log, "Ray runtime started", procs[0])
+        procs.append(_start_node(head, env, folder / "head.log"))
+        if mlflow_server:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                 f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination",
+                 str(folder / "artifacts"), "--host", "127.0.0.1", "--port",
+                 str(ports["mlflow"]), "--workers", "1"],
+                stdout=(folder / "mlflow.log").open("w"), stderr=subprocess.STDOUT,
+                start_new_session=True,
+            ))  # fmt: skip
+        procs.insert(0, _start_node(worker, env, folder / "worker.log"))
         deadline = time.monotonic() + 90
-        while True:
+        while mlflow_server:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{mlflow_port}/health", timeout=5)
+                urllib.request.urlopen(f"http://127.0.0.1:{ports['mlflow']}/health", timeout=5)
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.fail((tmp_path / "mlflow.log").read_text()[-3000:])
+                    pytest.fail((folder / "mlflow.log").read_text()[-3000:])
                 time.sleep(0.5)
         yield SimpleNamespace(
-            address=f"http://127.0.0.1:{dashboard}", token=token,
-            tracking=f"http://127.0.0.1:{mlflow_port}", env=env,
+            address=f"http://127.0.0.1:{ports['dashboard']}", token=token,
+            tracking=f"http://127.0.0.1:{ports['mlflow']}", env=env,
         )  # fmt: skip
     finally:
         for proc in procs:  # the worker first, then the head, then MLflow
             _stop(proc)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture
+def two_nodes(tmp_path):
+    """Two nodes with a disk each, and an MLflow server."""
+    with loopback_cluster(tmp_path, shared_temp_dir=False, mlflow_server=True) as nodes:
+        yield nodes
 
 
 @pytest.mark.slow
@@ -499,3 +547,50 @@ def test_a_study_on_an_object_store_uri_finishes_and_is_found_again(ray_local, i
     assert not (in_tmp / "results/onstore/results.parquet").exists()
     assert main(["search", str(spec), "--storage", store]) == 0
     assert "already finished" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_plain_submit_from_the_project_root_to_a_loopback_cluster(tmp_path):
+    """How users try submission first: `ray start --head`, then a worker, on this machine (both
+    nodes in one temp folder, token authentication on), and from the project root
+    `ablate submit search_spaces/quickstart.yaml --follow`: relative paths, the default SQLite
+    store. The job runs in a copy of the project unpacked under Ray's temp folder, which the
+    second node unpacks anew under the running driver; the results must still land where the
+    user looks, ./results and ./mlflow.db of the folder the study was submitted from."""
+    from mlflow.tracking import MlflowClient
+
+    project = tmp_path / "project"  # the project root: its code, so the job ships no py_modules
+    junk = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for name in ("ablate", "trainers", "search_spaces"):
+        shutil.copytree(REPO / name, project / name, ignore=junk)
+    shutil.copy(REPO / "pyproject.toml", project)
+    quickstart = project / QUICKSTART
+    quickstart.write_text(quickstart.read_text().replace("trials: 8", "trials: 2"))
+    with loopback_cluster(tmp_path, shared_temp_dir=True, mlflow_server=False) as nodes:
+        env = {k: v for k, v in nodes.env.items() if k != "RAY_AUTH_MODE"}  # as a user's shell
+        env["HOME"] = str(tmp_path / "home")  # the token from $RAY_AUTH_TOKEN only
+        command = [sys.executable, "-m", "ablate.cli", "submit", QUICKSTART, "train.epochs=1",
+                   "dataset.shots=4", "--address", nodes.address, "--follow"]  # fmt: skip
+        done = subprocess.run(
+            command, cwd=project, env=env, capture_output=True, text=True, timeout=900
+        )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-6000:]
+    assert "SUCCEEDED" in out and "Study 'quickstart' finished" in out
+
+    assert f"results in {project / 'results' / 'quickstart'}" in out
+    rows = pq.read_table(project / "results/quickstart/results.parquet").to_pylist()
+    assert len(rows) == 2 * 2 * 1  # 2 configurations x 2 seeds x 1 epoch
+    assert {r["status"] for r in rows} == {"completed"}
+    mlflow = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = mlflow.get_experiment_by_name("quickstart")
+    runs = mlflow.search_runs([experiment.experiment_id], max_results=100)
+    (study_run,) = [r for r in runs if r.data.tags["ablate.role"] == "study"]
+    assert len([r for r in runs if r.data.tags["ablate.role"] == "trial"]) == 2
+    artifacts = {a.path for a in mlflow.list_artifacts(study_run.info.run_id)}
+    assert "quickstart.yaml" in artifacts  # the file the job failed to find before
+
+    # the job's own output ends with the summary (then `submit --follow` says how it ended)
+    job_lines = [line for line in done.stdout.splitlines() if line.strip()]
+    last = max(i for i, line in enumerate(job_lines) if "review with: ablate ui" in line)
+    assert all(line.startswith("ablate: job ") for line in job_lines[last + 1 :]), job_lines[-8:]
