@@ -29,9 +29,9 @@ from ablate.tracking import PARENT, ROLE, TRIAL_ID, TRIAL_KEY, Tracker, run_name
 from trainers.backbone import Backbone
 from trainers.backbone import load as load_backbone
 from trainers.data import Task, load_task, sample_few_shot
+from trainers.engine import EpochMetrics, resolve_device
 from trainers.frozen import FrozenFeatures
 from trainers.inspect import describe_prompts
-from trainers.loop import EpochMetrics, resolve_device
 
 Report = Callable[[dict[str, float], dict[str, Any]], None]  # (seed-mean metrics, state)
 

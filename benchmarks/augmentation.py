@@ -27,7 +27,7 @@ from trainers.backbone import load
 from trainers.configs import TrialConfig
 from trainers.data import load_task
 from trainers.frozen import FrozenFeatures
-from trainers.loop import fit_seeds
+from trainers.train import fit_seeds
 
 
 def with_augment(cfg: TrialConfig, augment: str) -> TrialConfig:

@@ -20,7 +20,7 @@ from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
 from trainers.backbone import load
 from trainers.configs import BackboneConfig
-from trainers.loop import word_embedder
+from trainers.engine import word_embedder
 from trainers.methods.base import Conditioning
 from trainers.methods.coop import CoOp, CoOpConfig
 from trainers.prompted_clip import ClassTokens, PromptedCLIP

@@ -39,7 +39,7 @@ def one(method: str, model: str, batch: int, steps: int, device: str) -> dict[st
     import trainers
     from trainers.backbone import load
     from trainers.configs import BackboneConfig
-    from trainers.loop import word_embedder
+    from trainers.engine import word_embedder
     from trainers.prompted_clip import PromptedCLIP
 
     torch.manual_seed(0)

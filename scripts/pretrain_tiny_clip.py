@@ -106,7 +106,8 @@ class Batches:
 
 
 def normalise(model: torch.nn.Module, images: Tensor) -> Tensor:
-    """(N, 1, H, W) in [0, 1] -> the model's input, exactly as `trainers.loop.ImagePrep` does."""
+    """(N, 1, H, W) in [0, 1] -> the model's input, exactly as `trainers.evaluation.ImagePrep`
+    does."""
     size = model.visual.image_size
     size = size if isinstance(size, int) else size[0]
     x = images.expand(-1, 3, -1, -1)

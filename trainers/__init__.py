@@ -5,8 +5,9 @@ Importable without ray, mlflow, hydra, optuna or pyarrow (a test enforces it).
 
 from trainers import methods  # noqa: F401  (registers every method)
 from trainers.configs import BackboneConfig, DataConfig, OptimConfig, TrainConfig, TrialConfig
-from trainers.loop import EpochMetrics, TrainingDiverged, fit, fit_seeds
+from trainers.engine import EpochMetrics, TrainingDiverged, resolve_device, word_embedder
 from trainers.registry import get_method, list_methods, method_for_config, register_method
+from trainers.train import fit, fit_seeds
 
 __all__ = [
     "BackboneConfig",
@@ -22,4 +23,6 @@ __all__ = [
     "list_methods",
     "method_for_config",
     "register_method",
+    "resolve_device",
+    "word_embedder",
 ]

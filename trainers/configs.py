@@ -112,7 +112,7 @@ class TrainConfig:
     test_at_end: bool = True
     threads: int = 0  # torch CPU threads; 0 = leave torch's default
     cache_frozen: bool = True  # compute prompt-free features once (trainers.frozen); exact
-    # a trial's seeds take each step in one forward/backward pass (loop.fit_seeds); equal to
+    # a trial's seeds take each step in one forward/backward pass (loop.run_seeds); equal to
     # seed-by-seed training up to float rounding; false for bit-reproducible seeds
     fuse_seeds: bool = True
 

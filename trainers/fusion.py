@@ -1,7 +1,8 @@
 """Training on a multimodal fusion dataset (image + paired text -> label(s)), MoPE's own setting.
 
-The loop's `fit` hands a `FusionTask` (trainers.data.fusion) to `fit` here. As in MoPE's paper,
-the image is the main modality and the text the complementary one, in a sequential pipeline:
+`trainers.fit_seeds` hands a `FusionTask` (trainers.data.fusion) to `run_seeds` here. As in
+MoPE's paper, the image is the main modality and the text the complementary one, in a sequential
+pipeline:
 
 1. the paired text goes through the frozen CLIP text encoder once (normalised EOT feature y,
    computed once per example and kept in the trial's `FrozenFeatures`);
@@ -21,7 +22,7 @@ paper's low-shot regime); the same SGD schedule as the loop.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -30,7 +31,18 @@ from torch import Tensor, nn
 
 from trainers.configs import TrialConfig
 from trainers.data.datasets import Split
-from trainers.data.fusion import FusionTask, sample_shots
+from trainers.data.fusion import FusionTask, augment_problems, sample_shots
+from trainers.engine import (
+    EpochMetrics,
+    TrainingDiverged,
+    autocast_context,
+    learning_rate,
+    resolve_device,
+    seed_everything,
+    set_learning_rate,
+    training_state,
+    word_embedder,
+)
 from trainers.evaluation import ImagePrep, eval_batches
 from trainers.frozen import FrozenFeatures
 from trainers.methods.base import Conditioning
@@ -40,7 +52,6 @@ from trainers.registry import method_for_config
 
 if TYPE_CHECKING:
     from trainers.backbone import Backbone
-    from trainers.loop import EpochMetrics
 
 
 class FusionHead(nn.Module):
@@ -104,6 +115,26 @@ class FusionModel:
         return self.method.fusion_head(features), plan
 
 
+def run_seeds(
+    cfg: TrialConfig,
+    seeds: Sequence[int],
+    backbone: Backbone,
+    task: FusionTask,
+    resumes: Sequence[dict[str, Any] | None],
+    frozen: FrozenFeatures | None = None,
+) -> Iterator[list[EpochMetrics]]:
+    """`fit` for every seed of `seeds`, one after another within each epoch; their metrics in
+    order after each epoch."""
+    _require_no_augment(cfg)
+    fits = [fit(cfg.with_seed(s), backbone, task, r, frozen) for s, r in zip(seeds, resumes)]
+    yield from (list(per_seed) for per_seed in zip(*fits))
+
+
+def _require_no_augment(cfg: TrialConfig) -> None:
+    for problem in augment_problems(cfg.dataset):
+        raise ValueError(f"{cfg.dataset.name}: {problem}")
+
+
 def fit(
     cfg: TrialConfig,
     backbone: Backbone,
@@ -112,12 +143,10 @@ def fit(
     frozen: FrozenFeatures | None = None,
 ) -> Iterator[EpochMetrics]:
     """Train the method and its head on few-shot examples of `task`; metrics per epoch."""
-    from trainers import loop
-
-    device = loop.resolve_device(cfg.train.device)
-    loop.seed_everything(cfg.seed)
+    device = resolve_device(cfg.train.device)
+    seed_everything(cfg.seed)
     method = method_for_config(cfg.method)(
-        cfg.method, backbone.dims, loop.word_embedder(backbone, device)
+        cfg.method, backbone.dims, word_embedder(backbone, device)
     )
     if frozen is None or not cfg.train.cache_frozen:
         frozen = FrozenFeatures(enabled=cfg.train.cache_frozen)
@@ -127,7 +156,7 @@ def fit(
     train = prep(task.train.subset(shots))
     index = shots.tolist()
     scale = float(backbone.model.logit_scale.exp())
-    autocast = loop._autocast(cfg, device)
+    autocast = autocast_context(cfg, device)
     centre_on = None
     if task.multi_label:  # the few-shot images' features, in evaluation-sized batches
         keys, size = [(task.name, "train", i) for i in index], cfg.dataset.eval_batch_size
@@ -142,19 +171,18 @@ def fit(
     method.add_module("fusion_head", head)
     model.to(device)
     fused = FusionModel(model, task)
-    optimizer, shuffle, first = loop.training_state(method, cfg, resume)  # with its head
+    optimizer, shuffle, first = training_state(method, cfg, resume)  # with its head
 
     for epoch in range(first, cfg.train.epochs + 1):
-        lr = loop.learning_rate(cfg, epoch - 1)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = learning_rate(cfg, epoch - 1)
+        set_learning_rate(optimizer, lr)
         metrics = {"train/lr": lr}
         with autocast:
             metrics |= train_epoch(fused, optimizer, train, index, cfg, shuffle)
             metrics |= evaluate(fused, cfg.train.eval_split, prep, cfg)
             if epoch == cfg.train.epochs and cfg.train.test_at_end:
                 metrics |= evaluate(fused, "test", prep, cfg)
-        yield loop.EpochMetrics(epoch, metrics, method, optimizer, shuffle)
+        yield EpochMetrics(epoch, metrics, method, optimizer, shuffle)
 
 
 def loss_of(logits: Tensor, labels: Tensor, multi_label: bool) -> dict[str, Tensor]:
@@ -171,8 +199,6 @@ def train_epoch(
     cfg: TrialConfig,
     shuffle: torch.Generator,
 ) -> dict[str, float]:
-    from trainers.loop import TrainingDiverged
-
     fused.model.train()
     order = torch.randperm(len(train), generator=shuffle)
     totals: dict[str, float] = {}

@@ -1,4 +1,6 @@
-"""The training loop, readable in one sitting: few-shot base classes in, per-epoch metrics out.
+"""The base-to-new training loop, readable in one sitting: few-shot base classes in, per-epoch
+metrics out. `trainers.fit` / `trainers.fit_seeds` (trainers/train.py) call it for every task but
+a fusion one:
 
     for m in fit(cfg):            # one EpochMetrics per epoch, so a scheduler can stop early
         print(m.epoch, m.metrics["val/hm"])
@@ -10,23 +12,29 @@ train/<name> and diag/<name>.
 
 from __future__ import annotations
 
-import contextlib
-import math
-import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from trainers import backbone as backbones
-from trainers import fusion, protocols
+from trainers import protocols
+from trainers.backbone import Backbone
 from trainers.configs import TrialConfig
-from trainers.data import Split, Task, augment, load_task, sample_few_shot
-from trainers.data.fusion import FusionTask, augment_problems
+from trainers.data import Split, Task, augment, sample_few_shot
+from trainers.engine import (
+    EpochMetrics,
+    TrainingDiverged,
+    autocast_context,
+    learning_rate,
+    resolve_device,
+    seed_everything,
+    set_learning_rate,
+    training_state,
+    word_embedder,
+)
 from trainers.evaluation import ImagePrep, score
 from trainers.frozen import FrozenFeatures
 from trainers.methods.base import PromptMethod
@@ -36,54 +44,16 @@ from trainers.prompted_clip import PromptedCLIP
 from trainers.registry import method_for_config
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
-
-
-@dataclass
-class EpochMetrics:
-    epoch: int  # 1-based
-    metrics: dict[str, float]
-    method: PromptMethod  # the live method, for saving its prompts
-    optimizer: torch.optim.Optimizer | None = None
-    shuffle: torch.Generator | None = None
-
-    def state(self) -> dict[str, Any]:
-        """Everything `fit(..., resume=state)` needs to continue after this epoch exactly."""
-        return {
-            "epoch": self.epoch,
-            "method": {k: v.detach().cpu() for k, v in self.method.state_dict().items()},
-            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
-            "shuffle": self.shuffle.get_state() if self.shuffle else None,
-        }
-
-
-def fit(
-    cfg: TrialConfig,
-    backbone: backbones.Backbone | None = None,
-    task: Task | None = None,
-    resume: dict[str, Any] | None = None,
-    frozen: FrozenFeatures | None = None,
-) -> Iterator[EpochMetrics]:
-    """Train `cfg.method` on `cfg.dataset` (few-shot, base classes) and yield metrics per epoch.
-
-    Pass a loaded `backbone` (and `task`) to share them between runs, e.g. the seeds of a trial,
-    and one `frozen` cache with them so the runs compute prompt-free features once between them;
-    pass `resume` (an `EpochMetrics.state()`) to continue after that epoch.
-    """
-    for per_seed in fit_seeds(cfg, [cfg.seed], backbone, task, [resume], frozen):
-        yield per_seed[0]
-
-
-def fit_seeds(
+def run_seeds(
     cfg: TrialConfig,
     seeds: Sequence[int],
-    backbone: backbones.Backbone | None = None,
-    task: Task | None = None,
-    resumes: Sequence[dict[str, Any] | None] | None = None,
+    backbone: Backbone,
+    task: Task,
+    resumes: Sequence[dict[str, Any] | None],
     frozen: FrozenFeatures | None = None,
 ) -> Iterator[list[EpochMetrics]]:
-    """`fit` for every seed of `seeds` in lockstep: after each epoch, their metrics in order.
+    """Train every seed of `seeds` in lockstep on a loaded `task`; after each epoch, their metrics
+    in order (`trainers.fit_seeds` loads what is not given and calls this for a base-to-new task).
 
     The seeds share the backbone, the dataset and the prompt-free features. With
     `train.fuse_seeds` each training step also runs all seeds' batches in one forward and one
@@ -93,18 +63,6 @@ def fit_seeds(
     `train.fuse_seeds=false` makes a seed's result bit-independent of the other seeds.
     """
     device = resolve_device(cfg.train.device)
-    if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
-    backbone = backbone or backbones.load(cfg.backbone, device)
-    task = task or load_task(cfg.dataset)
-    resumes = list(resumes) if resumes is not None else [None] * len(seeds)
-    if isinstance(task, FusionTask):  # image + paired text -> label(s): MoPE's fusion setting
-        _require_no_augment(cfg)
-        fits = [
-            fusion.fit(cfg.with_seed(s), backbone, task, r, frozen) for s, r in zip(seeds, resumes)
-        ]
-        yield from (list(per_seed) for per_seed in zip(*fits))
-        return
     if frozen is None or not cfg.train.cache_frozen:
         frozen = FrozenFeatures(enabled=cfg.train.cache_frozen)
     prep = ImagePrep(backbone, device)
@@ -113,7 +71,7 @@ def fit_seeds(
         for s, r in zip(seeds, resumes)
     ]
     groups = _step_groups(cfg, runs, backbone, frozen)
-    autocast = _autocast(cfg, device)
+    autocast = autocast_context(cfg, device)
     for epoch in range(runs[0].first, cfg.train.epochs + 1):
         lr = learning_rate(cfg, epoch - 1)
         metrics: list[dict[str, float]] = [{"train/lr": lr} for _ in runs]
@@ -121,7 +79,7 @@ def fit_seeds(
             trained = []
             for model, group in groups:
                 for run in group:
-                    run.set_lr(lr)
+                    set_learning_rate(run.optimizer, lr)
                 with autocast:
                     trained += train_epoch(model, group, task, cfg, epoch)
             for m, t in zip(metrics, trained):
@@ -135,7 +93,7 @@ def fit_seeds(
 
 
 def _step_groups(
-    cfg: TrialConfig, runs: list[SeedRun], backbone: backbones.Backbone, frozen: FrozenFeatures
+    cfg: TrialConfig, runs: list[SeedRun], backbone: Backbone, frozen: FrozenFeatures
 ) -> list[tuple[PromptedCLIP, list[SeedRun]]]:
     """Which engine takes which seeds' training steps: one SeedStack engine for all of them
     (`train.fuse_seeds`; their splits have equal sizes, so their batches line up), else each
@@ -163,7 +121,7 @@ class SeedRun:
     def start(
         cls,
         cfg: TrialConfig,
-        backbone: backbones.Backbone,
+        backbone: Backbone,
         task: Task,
         frozen: FrozenFeatures,
         prep: ImagePrep,
@@ -201,11 +159,6 @@ class SeedRun:
         data = self.cfg.dataset
         images = augment.crop_flip(self.train.images[index], self.prep.size, data.crop_scale, views)
         return self.prep.normalise(images), None
-
-    def set_lr(self, lr: float) -> None:
-        if self.optimizer is not None:
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
 
     def epoch_metrics(self, epoch: int, metrics: dict[str, float]) -> EpochMetrics:
         return EpochMetrics(epoch, metrics, self.method, self.optimizer, self.shuffle)
@@ -294,72 +247,3 @@ def evaluate(
         result[f"{split_name}/base"], result[f"{split_name}/new"]
     )
     return result
-
-
-def training_state(
-    method: PromptMethod, cfg: TrialConfig, resume: dict[str, Any] | None
-) -> tuple[torch.optim.Optimizer | None, torch.Generator, int]:
-    """(optimiser, shuffling generator, first epoch to train) of a run, fresh or restored from
-    `resume` (an `EpochMetrics.state()`), which also restores the method's parameters."""
-    params = list(method.parameters())
-    optimizer = _optimizer(params, cfg) if params else None
-    shuffle = torch.Generator().manual_seed(cfg.seed)
-    if resume is None:
-        return optimizer, shuffle, 1
-    method.load_state_dict(resume["method"])
-    if optimizer is not None and resume["optimizer"] is not None:
-        optimizer.load_state_dict(resume["optimizer"])
-    shuffle.set_state(resume["shuffle"])
-    return optimizer, shuffle, resume["epoch"] + 1
-
-
-def learning_rate(cfg: TrialConfig, epoch: int) -> float:
-    """The learning rate of 0-based `epoch`: constant warmup, then cosine decay over all epochs
-    (CoOp's schedule), or step decay at the milestones (`optim.schedule=step`, MoPE's)."""
-    o = cfg.optim
-    if epoch < o.warmup_epochs:
-        return o.warmup_lr
-    if o.schedule == "step":
-        return o.lr * o.gamma ** sum(epoch >= m for m in o.milestones)
-    return 0.5 * o.lr * (1 + math.cos(math.pi * epoch / cfg.train.epochs))
-
-
-def word_embedder(backbone: backbones.Backbone, device: torch.device):
-    """EmbedWords for methods: frozen token embeddings of a text, without SOS/EOT."""
-
-    @torch.no_grad()
-    def embed(text: str) -> Tensor:
-        ids = backbone.tokenizer([text])[0]
-        return backbone.model.token_embedding(ids[1 : int(ids.argmax())].to(device)).float().cpu()
-
-    return embed
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _optimizer(params: list[Tensor], cfg: TrialConfig) -> torch.optim.Optimizer:
-    o = cfg.optim
-    if o.optimizer == "adamw":  # MoPE's; torch's default betas and eps, as its code leaves them
-        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
-    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-
-
-def _require_no_augment(cfg: TrialConfig) -> None:
-    for problem in augment_problems(cfg.dataset):
-        raise ValueError(f"{cfg.dataset.name}: {problem}")
-
-
-def _autocast(cfg: TrialConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    if cfg.backbone.precision == "bf16" and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()

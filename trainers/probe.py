@@ -15,7 +15,8 @@ import math
 import torch
 
 from trainers.configs import TrialConfig
-from trainers.loop import fit_seeds, resolve_device
+from trainers.engine import resolve_device
+from trainers.train import fit_seeds
 
 CUDA_CONTEXT_BYTES = 600 * 2**20  # a process's CUDA context and kernels, outside the allocator
 HEADROOM = 1.2  # fragmentation, batch-shape variation

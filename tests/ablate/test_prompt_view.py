@@ -6,8 +6,8 @@ import torch
 
 import trainers
 from ablate import prompt_view
+from trainers.engine import word_embedder
 from trainers.inspect import describe_prompts
-from trainers.loop import word_embedder
 
 
 def counts(backbone, **knobs):

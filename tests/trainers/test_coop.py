@@ -10,7 +10,7 @@ import torch
 from tests.trainers.reference import coop as official
 from trainers.backbone import Backbone, dims_of, load
 from trainers.configs import BackboneConfig
-from trainers.loop import word_embedder
+from trainers.engine import word_embedder
 from trainers.methods.coop import CoOp, CoOpConfig
 from trainers.prompted_clip import PromptedCLIP
 

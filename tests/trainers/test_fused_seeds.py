@@ -17,7 +17,7 @@ from tests.trainers.same_result import (
 from tests.trainers.test_methods import small_config
 from trainers import TrainConfig, TrialConfig, fit, fit_seeds
 from trainers.configs import DataConfig, OptimConfig
-from trainers.loop import word_embedder
+from trainers.engine import word_embedder
 from trainers.methods.stack import SeedStack
 from trainers.metrics import harmonic_mean
 from trainers.prompted_clip import PromptedCLIP
@@ -106,7 +106,7 @@ def test_fused_seeds_under_bf16_autocast(method, tiny_backbone, digits, monkeypa
     from trainers import loop
 
     monkeypatch.setattr(
-        loop, "_autocast", lambda cfg, device: torch.autocast("cpu", torch.bfloat16)
+        loop, "autocast_context", lambda cfg, device: torch.autocast("cpu", torch.bfloat16)
     )
     dims = tiny_backbone.dims
     fused = list(fit_seeds(trial(method, True, dims), SEEDS[:2], tiny_backbone, digits))[-1]

@@ -179,9 +179,9 @@ def test_other_methods_train_a_head_on_the_image_alone(fusion_root, tiny_backbon
 def test_mope_prompts_are_conditioned_on_the_paired_text(fusion_root, tiny_backbone):
     """Same image, different texts: MoPE's logits differ; a text-blind method's do not."""
     from trainers.data.fusion import FusionTask
+    from trainers.engine import word_embedder
     from trainers.evaluation import ImagePrep
     from trainers.fusion import FusionHead, FusionModel
-    from trainers.loop import word_embedder
     from trainers.methods.coop import CoOp
     from trainers.methods.mope import MoPE
     from trainers.prompted_clip import PromptedCLIP

@@ -19,7 +19,7 @@ import trainers
 from tests.trainers.test_methods import CLASSES, TEMPLATE, build, images, small_config
 from trainers.backbone import Backbone, load
 from trainers.configs import BackboneConfig
-from trainers.loop import word_embedder
+from trainers.engine import word_embedder
 from trainers.methods.base import MethodConfig, knob_help
 from trainers.prompted_clip import PromptedCLIP
 

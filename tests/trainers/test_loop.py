@@ -11,7 +11,7 @@ import torch
 from trainers import TrainConfig, TrainingDiverged, TrialConfig, fit
 from trainers.configs import DataConfig, OptimConfig
 from trainers.data import sample_few_shot
-from trainers.loop import learning_rate
+from trainers.engine import learning_rate
 from trainers.methods.coop import CoOpConfig
 
 

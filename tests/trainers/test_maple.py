@@ -11,7 +11,7 @@ from torch import Tensor
 from tests.trainers.reference import maple as official
 from trainers.backbone import Backbone, dims_of, load
 from trainers.configs import BackboneConfig
-from trainers.loop import word_embedder
+from trainers.engine import word_embedder
 from trainers.methods.maple import MaPLe, MaPLeConfig
 from trainers.prompted_clip import PromptedCLIP
 

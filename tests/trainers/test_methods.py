@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import trainers
-from trainers.loop import word_embedder
+from trainers.engine import word_embedder
 from trainers.methods.coop import CoOpConfig
 from trainers.methods.maple import MaPLeConfig
 from trainers.methods.zeroshot import ZeroShotConfig

@@ -13,8 +13,8 @@ from tests.trainers.same_result import assert_same_metrics
 from trainers import TrainConfig, TrialConfig, fit
 from trainers.configs import DataConfig, OptimConfig
 from trainers.data import sample_few_shot
+from trainers.engine import word_embedder
 from trainers.frozen import FrozenFeatures
-from trainers.loop import word_embedder
 from trainers.methods.base import Conditioning
 from trainers.prompted_clip import ClassTokens, PromptedCLIP
 

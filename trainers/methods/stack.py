@@ -1,6 +1,6 @@
 """Several seeds of one configuration as one method, so one engine pass trains them all.
 
-Not a registered method: `trainers.loop.fit_seeds` builds it from the seeds' own methods (same
+Not a registered method: `trainers.loop.run_seeds` builds it from the seeds' own methods (same
 config, own parameters). The batch holds each seed's images in one equal block after another;
 the seeds' vision prompts become per-image prompts of their block, their text prompt sets are
 stacked, and each seed's class embeddings are pooled from its own sets into an (N, C, D) tensor
