@@ -145,8 +145,9 @@ def fit(
     """Train the method and its head on few-shot examples of `task`; metrics per epoch."""
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.seed)
-    method = method_for_config(cfg.method)(
-        cfg.method, backbone.dims, word_embedder(backbone, device)
+    method_cfg = cfg.method.for_backbone(backbone.dims)  # as ablate.config composes it
+    method = method_for_config(method_cfg)(
+        method_cfg, backbone.dims, word_embedder(backbone, device)
     )
     if frozen is None or not cfg.train.cache_frozen:
         frozen = FrozenFeatures(enabled=cfg.train.cache_frozen)
