@@ -85,7 +85,7 @@ RECIPES = {
     "mpl": {"lr": 0.0035, "batch": 4, "epochs": 5, "warmup": 1, "aug": "crop_flip"},
     "mudpt": {"lr": 0.0025, "batch": 4, "epochs": 10, "warmup": 1, "aug": "crop_flip"},
     "pmpo": {"lr": 0.002, "batch": 8, "epochs": 6, "warmup": 1, "aug": "crop_flip"},
-    "mope": {"lr": 0.0004, "batch": 64, "epochs": 10, "warmup": 0, "aug": "none"},
+    "mope": {"lr": 0.0004, "batch": 38, "epochs": 10, "warmup": 0, "aug": "none"},
 }
 
 

@@ -43,7 +43,10 @@ Trainable parameters ([x] = 1 when on, R = [dynamic and k > 1], h = mapper_width
 Deviations: noise and dropout only in training (the official code adds the routing noise in
 evaluation too); the noise and dropout draws come from a per-seed generator (seed and step in
 buffers) so that fused and single seeds, and resumed runs, draw the same; prompts are appended
-after the patches (the engine's layout) instead of prepended.
+after the patches (the engine's layout) instead of prepended, and the layer-0 input prompt goes
+through CLIP's ln_pre (MaPLe's placement; Swin has no ln_pre); c is unit-normalised (CLIP's
+feature space) where the official code feeds BERT's raw [CLS], whose norm is ~10-20x larger, so
+the cross half of the router and the mapper start with smaller inputs.
 """
 
 from __future__ import annotations
