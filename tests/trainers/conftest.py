@@ -26,3 +26,10 @@ def uneven_backbone(tmp_path_factory: pytest.TempPathFactory) -> Backbone:
     open_clip.add_model_config(path)
     torch.manual_seed(0)
     return load(BackboneConfig(model="ablate-test-uneven", pretrained=None))
+
+
+@pytest.fixture(scope="session")
+def tiny_clip() -> Backbone:
+    """The shipped pretrained tiny CLIP (4 layers): where methods are compared with their
+    authors' forwards."""
+    return load(BackboneConfig(model="ablate-tiny-clip", pretrained="shipped"))

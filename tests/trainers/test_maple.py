@@ -9,38 +9,11 @@ import torch
 from torch import Tensor
 
 from tests.trainers.reference import maple as official
-from trainers.backbone import Backbone, dims_of, load
-from trainers.configs import BackboneConfig
-from trainers.engine import word_embedder
+from tests.trainers.test_methods import TEMPLATE, as_if_trained, build, images
+from trainers.backbone import dims_of
 from trainers.methods.maple import MaPLe, MaPLeConfig
-from trainers.prompted_clip import PromptedCLIP
 
 CLASSES = ["zero", "one", "ankle boot", "t-shirt", "giraffe"]  # one to five tokens
-TEMPLATE = "a photo of a {}."
-
-
-@pytest.fixture(scope="module")
-def tiny_clip() -> Backbone:
-    return load(BackboneConfig(model="ablate-tiny-clip", pretrained="shipped"))
-
-
-def build(backbone: Backbone, cfg: MaPLeConfig, seed: int = 0) -> PromptedCLIP:
-    torch.manual_seed(seed)
-    method = MaPLe(cfg, backbone.dims, word_embedder(backbone, torch.device("cpu")))
-    return PromptedCLIP(backbone, method, TEMPLATE)
-
-
-def images(backbone: Backbone, n: int = 4) -> Tensor:
-    size = backbone.dims.image_size
-    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(1))
-
-
-def as_if_trained(model: PromptedCLIP) -> None:
-    """Move every parameter away from its init (the deeper couplings then differ)."""
-    g = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for p in model.method.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
 
 
 def official_params(method: MaPLe) -> dict[str, Tensor]:

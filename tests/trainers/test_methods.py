@@ -101,6 +101,15 @@ def images(backbone, n: int = 4) -> torch.Tensor:
     return torch.randn(n, 3, size, size, generator=g)
 
 
+def as_if_trained(model: PromptedCLIP, scale: float = 0.05) -> None:
+    """Move every prompt parameter away from its init, so a comparison is not about the init
+    (copies of one layer, zeros) alone."""
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in model.method.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+
+
 def zero_shot_logits(backbone, imgs: torch.Tensor) -> torch.Tensor:
     """open_clip's own forward: encode_image / encode_text on the hand-written template."""
     model = backbone.model

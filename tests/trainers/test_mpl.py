@@ -11,17 +11,11 @@ import torch
 import trainers
 from tests.trainers.reference import mpl as reference
 from tests.trainers.test_methods import CLASSES, build, images, paper_param_count
-from trainers.backbone import dims_of, load
-from trainers.configs import BackboneConfig
+from trainers.backbone import dims_of
 from trainers.methods.maple import MaPLeConfig
 from trainers.methods.mpl import MPL, MPLConfig
 
 BOTH = "both_branches"
-
-
-@pytest.fixture(scope="module")
-def tiny_clip():
-    return load(BackboneConfig(model="ablate-tiny-clip", pretrained="shipped"))
 
 
 def official_params(method: MPL) -> dict[str, torch.Tensor]:

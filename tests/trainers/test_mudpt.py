@@ -12,19 +12,11 @@ import torch
 from tests.trainers.reference import mudpt as official
 from tests.trainers.test_methods import CLASSES, build, images, paper_param_count
 from trainers.backbone import dims_of
-from trainers.configs import BackboneConfig
 from trainers.methods import Conditioning
 from trainers.methods.base import PromptMethod
 from trainers.methods.mudpt import MuDPT, MuDPTConfig
 
 ATOL = 1e-5  # float32 rounding of the same maths, done in another order
-
-
-@pytest.fixture(scope="module")
-def tiny_clip():
-    from trainers.backbone import load
-
-    return load(BackboneConfig(model="ablate-tiny-clip", pretrained="shipped"))
 
 
 def fused(method):

@@ -67,13 +67,6 @@ SHORT = {  # small enough for the 4-layer tiny_clip, a few epochs on CPU
 
 
 @pytest.fixture(scope="module")
-def tiny_clip():
-    from trainers.backbone import load
-
-    return load(BackboneConfig(model="ablate-tiny-clip", pretrained="shipped"))
-
-
-@pytest.fixture(scope="module")
 def tiny_mnist():
     from trainers.data import load_task
 
