@@ -12,7 +12,7 @@ from pathlib import Path
 from ablate import __version__, cluster_nodes, results, study, tracking
 from ablate import spool as spool_calls
 from ablate.errors import ConfigError, UnknownStudy, local_studies
-from ablate.resume import StudyState, decide, extension, load_state
+from ablate.resume import Launch, StudyState, decide, extension, load_state
 from ablate.spec import StudySpec, describe_plan
 
 SPOOL_DIR = "mlflow-spool"  # tracking calls waiting for an unreachable MLflow (`ablate sync`)
@@ -42,7 +42,7 @@ def run_search(
     study_dir = results.study_location(storage or results_dir, spec.name)
     log.debug("ablate: MLflow at %s, results in %s", uri, study_dir)
     state = load_state(study_dir)
-    mode = decide(spec, state, uri, study_dir)
+    mode = decide(spec, state, uri, study_dir, study.can_restore)
     log.debug("ablate: study.json %s: %s", "found" if state else "absent", mode)
     if mode == "done":
         study.disconnect()
@@ -137,7 +137,7 @@ def _settle_tracking(
     spool = Path(tracker.spool_dir)
     spool_calls.stop_spooling(spool)  # the driver tries the server again
     if spool.exists():
-        delivered, waiting = spool_calls.replay(spool, tracker.uri)
+        delivered, waiting = spool_calls.replay(spool, tracker.uri, tracking.Tracker)
         if waiting:
             log.warning(
                 f"ablate: {waiting} MLflow calls wait in {spool} (the tracking server is "
@@ -165,7 +165,7 @@ def _prepare(
     uri: str,
     study_dir: results.Location,
     plan: str,
-) -> tuple[tracking.Tracker, study.Launch, StudyState]:
+) -> tuple[tracking.Tracker, Launch, StudyState]:
     """The MLflow parent run and the Ray launch for a new, resumed or extended study."""
     if mode == "resume" and state is not None:
         log.info(
@@ -179,7 +179,7 @@ def _prepare(
         state.status = "running"
         state.save(study_dir)
         ray_dir = state.ray_dir if results.is_uri(state.ray_dir) else Path(state.ray_dir)
-        return tracker, study.Launch(ray_dir, restore=True), state
+        return tracker, Launch(ray_dir, restore=True), state
     invocation = state.invocation + 1 if state else 1
     if mode == "extend":
         launch = extension(spec, study_dir, invocation)
@@ -189,7 +189,7 @@ def _prepare(
             " finished (configuration, seed) cells are not trained again"
         )
     else:
-        launch = study.Launch(results.join(study_dir, "ray", spec.name))
+        launch = Launch(results.join(study_dir, "ray", spec.name))
     tracker = tracking.Tracker(uri, spool_dir=_spool_dir(study_dir)).start_study(
         spec.name, spec.description, _plan_params(spec), _study_tags(spec)
     )
@@ -290,6 +290,6 @@ def sync(study_dir: Path, tracking_uri: str | None) -> int:
     if not spool.exists() or not any(spool.glob("*.jsonl")):
         print(f"ablate: nothing waits in {spool}; MLflow has everything.")
         return 0
-    delivered, waiting = spool_calls.replay(spool, uri)
+    delivered, waiting = spool_calls.replay(spool, uri, tracking.Tracker)
     print(f"ablate: delivered {delivered} MLflow calls to {uri}; {waiting} still waiting.")
     return 0 if waiting == 0 else 1
