@@ -147,7 +147,7 @@ def _loaded_after(code: str, tmp_path: Path) -> list[str]:
 
 def test_reading_a_study_state_imports_neither_ray_tune_nor_torch(tmp_path: Path) -> None:
     code = f"""
-    from ablate.resume import load_state
+    from ablate.search.resume import load_state
     assert load_state({str(tmp_path)!r}) is None
     """
     assert _loaded_after(code, tmp_path) == []

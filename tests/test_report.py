@@ -16,7 +16,7 @@ import pytest
 
 from ablate import report, results, tracking
 from ablate.report import analysis
-from ablate.resume import StudyState
+from ablate.search.resume import StudyState
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SEEDS = (1, 2, 3, 4, 5)

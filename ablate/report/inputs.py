@@ -10,7 +10,7 @@ from typing import Any
 
 from ablate import results
 from ablate.errors import AblateError
-from ablate.resume import load_state
+from ablate.search.resume import load_state
 
 
 @dataclass
@@ -71,8 +71,9 @@ def _read_parent(info: StudyInfo) -> None:
 
 def _spec_distributions(info: StudyInfo, spec_file: str) -> dict[str, Any]:
     """The searched distributions of the spec logged to the parent run ({} if unreadable)."""
-    from ablate import space, tracking
     from ablate import spec as specs
+    from ablate import tracking
+    from ablate.search import space
 
     if not spec_file:
         info.notes.append("the parent run names no spec file (study.file): distributions inferred")

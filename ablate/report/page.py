@@ -11,11 +11,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ablate import space
 from ablate.report import analysis, plots, prompts, tables
 from ablate.report import markup as h
 from ablate.report.summary import Analysis, describe, trial_curves
 from ablate.results import uncell
+from ablate.search import space
 
 OPTUNA_FILE = "optuna.db"  # the Optuna study rebuilt from the table, for optuna-dashboard
 

@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ablate import results, space
+from ablate import results
+from ablate.search import space
 from ablate.spec import StudySpec
 
 STATE_FILE = "study.json"

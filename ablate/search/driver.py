@@ -1,6 +1,6 @@
 """`ablate search`: the study from start to summary (MLflow parent run, Ray, Parquet, console).
 
-Running the same file again resumes or extends the study (see `ablate.resume`).
+Running the same file again resumes or extends the study (see `ablate.search.resume`).
 """
 
 from __future__ import annotations
@@ -9,10 +9,12 @@ import logging
 import time
 from pathlib import Path
 
-from ablate import __version__, cluster_nodes, results, study, tracking
+from ablate import __version__, cluster_nodes, results, tracking
 from ablate import spool as spool_calls
 from ablate.errors import ConfigError, UnknownStudy, local_studies
-from ablate.resume import Launch, StudyState, decide, extension, load_state
+from ablate.search import tuning
+from ablate.search.outcome import StudyOutcome
+from ablate.search.resume import Launch, StudyState, decide, extension, load_state
 from ablate.spec import StudySpec, describe_plan
 
 SPOOL_DIR = "mlflow-spool"  # tracking calls waiting for an unreachable MLflow (`ablate sync`)
@@ -35,17 +37,17 @@ def run_search(
         raise ConfigError(f"MLflow tracking store {uri} ({where}) does not answer: {problem}")
     plan = describe_plan(spec)
     log.info("%s\n", plan)
-    study.connect(address)
+    tuning.connect(address)
     cluster_nodes.check_resources(spec)  # before anything is logged
     check_cluster(storage, uri)
-    study.reenter_working_dir()  # the checks ran tasks on every node (see reenter_working_dir)
+    tuning.reenter_working_dir()  # the checks ran tasks on every node (see reenter_working_dir)
     study_dir = results.study_location(storage or results_dir, spec.name)
     log.debug("ablate: MLflow at %s, results in %s", uri, study_dir)
     state = load_state(study_dir)
-    mode = decide(spec, state, uri, study_dir, study.can_restore)
+    mode = decide(spec, state, uri, study_dir, tuning.can_restore)
     log.debug("ablate: study.json %s: %s", "found" if state else "absent", mode)
     if mode == "done":
-        study.disconnect()
+        tuning.disconnect()
         print(f"ablate: study {spec.name!r} already finished with this file; nothing to run.")
         print("ablate: add trials or seeds to the file to extend it, or change `name`.")
         return 0
@@ -55,16 +57,16 @@ def run_search(
         state.status = "finished"
         state.save(study_dir)
         tracker.finish_study({}, status="completed")
-        study.disconnect()
+        tuning.disconnect()
         print(f"ablate: all {spec.num_trials} configurations of {spec.name!r} already finished.")
         return 0
     try:
-        outcome = study.run_study(spec, tracker, study_dir, launch, system_metrics)
+        outcome = tuning.run_study(spec, tracker, study_dir, launch, system_metrics)
     except KeyboardInterrupt:
         state.status = "interrupted"
         state.save(study_dir)
         tracker.finish_study({}, status="killed")
-        study.disconnect()
+        tuning.disconnect()
         print(f"ablate: interrupted; run the same command again to resume ({study_dir})")
         return 130
     statuses = {t.trial_id: t.status for t in outcome.trials}
@@ -79,7 +81,7 @@ def run_search(
     counts = {s: outcome.count(s) for s in ("completed", "pruned", "failed")}
     final = "killed" if unfinished else ("completed" if counts["completed"] else "failed")
     tracker.finish_study(counts, status=final)
-    study.disconnect()  # Ray's held-back log lines come out now, before the summary
+    tuning.disconnect()  # Ray's held-back log lines come out now, before the summary
     print(summary(spec, outcome, table_path, tracker, time.monotonic() - started))
     if unfinished:
         print("ablate: the study was interrupted; run the same command again to resume it.")
@@ -230,7 +232,7 @@ def _study_tags(spec: StudySpec) -> dict[str, str]:
 
 def summary(
     spec: StudySpec,
-    outcome: study.StudyOutcome,
+    outcome: StudyOutcome,
     table_path: results.Location,
     tracker: tracking.Tracker,
     seconds: float,

@@ -29,10 +29,11 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.stopper import Stopper
 
-from ablate import cluster_nodes, config, results, space, trial
+from ablate import cluster_nodes, config, results
 from ablate.errors import ConfigError
-from ablate.outcome import StudyOutcome, TrialOutcome, error_line, status_of, trial_name
-from ablate.resume import Launch
+from ablate.search import space, trial_body
+from ablate.search.outcome import StudyOutcome, TrialOutcome, error_line, status_of, trial_name
+from ablate.search.resume import Launch
 from ablate.spec import Scheduler, StudySpec
 from ablate.tracking import Tracker
 
@@ -206,7 +207,7 @@ def _tune_config(spec: StudySpec, epochs: int, launch: Launch) -> tune.TuneConfi
         trial_name_creator=_name_of,
         trial_dirname_creator=lambda t: f"{_name_of(t)}_{t.trial_id}",
         # one machine: a worker process runs trial after trial, and its imports, backbone,
-        # decoded dataset and frozen features stay loaded (ablate.trial.shared_inputs); on a
+        # decoded dataset and frozen features stay loaded (trial_body.shared_inputs); on a
         # multi-node cluster each trial is placed afresh so the trials spread over the nodes
         reuse_actors=cluster_nodes.node_count() == 1,
     )
@@ -276,8 +277,8 @@ def _make_trainable(
         params.pop(TRIAL_NUMBER, None)  # a study started by an older ablate numbered it here
         name = tune.get_context().get_trial_name()
         trial_id = tune.get_context().get_trial_id()
-        ctx = trial.TrialContext(trial_id, name, folder, tracker, system_metrics)  # type: ignore[arg-type]
-        trial.run(spec, params, _report_with_checkpoint, ctx, resume=_restore())
+        ctx = trial_body.TrialContext(trial_id, name, folder, tracker, system_metrics)  # type: ignore[arg-type]
+        trial_body.run(spec, params, _report_with_checkpoint, ctx, resume=_restore())
 
     return trainable
 
