@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 from ablate import __version__, cluster_nodes, results, tracking
-from ablate import spool as spool_calls
 from ablate.errors import ConfigError, UnknownStudy, local_studies
 from ablate.search import tuning
 from ablate.search.outcome import StudyOutcome
 from ablate.search.resume import Launch, StudyState, decide, extension, load_state
 from ablate.spec import StudySpec, describe_plan
+from ablate.spool import replay, stop_spooling
 
 SPOOL_DIR = "mlflow-spool"  # tracking calls waiting for an unreachable MLflow (`ablate sync`)
 log = logging.getLogger("ablate")  # -q: warnings and the summary only; -v: every detail
@@ -137,9 +137,9 @@ def _settle_tracking(
 ) -> None:
     """Deliver what waited for an unreachable MLflow, then close runs left RUNNING."""
     spool = Path(tracker.spool_dir)
-    spool_calls.stop_spooling(spool)  # the driver tries the server again
+    stop_spooling(spool)  # the driver tries the server again
     if spool.exists():
-        delivered, waiting = spool_calls.replay(spool, tracker.uri, tracking.Tracker)
+        delivered, waiting = replay(spool, tracker.uri, tracking.Tracker)
         if waiting:
             log.warning(
                 f"ablate: {waiting} MLflow calls wait in {spool} (the tracking server is "
@@ -292,6 +292,6 @@ def sync(study_dir: Path, tracking_uri: str | None) -> int:
     if not spool.exists() or not any(spool.glob("*.jsonl")):
         print(f"ablate: nothing waits in {spool}; MLflow has everything.")
         return 0
-    delivered, waiting = spool_calls.replay(spool, uri, tracking.Tracker)
+    delivered, waiting = replay(spool, uri, tracking.Tracker)
     print(f"ablate: delivered {delivered} MLflow calls to {uri}; {waiting} still waiting.")
     return 0 if waiting == 0 else 1
