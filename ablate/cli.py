@@ -293,7 +293,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(specs.describe_plan(spec))
         return 0
-    from ablate.run import run_search
+    from ablate.search.driver import run_search
 
     return run_search(
         spec,
@@ -470,7 +470,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from ablate.run import sync
+    from ablate.search.driver import sync
 
     return sync((args.results_dir / args.study).resolve(), args.tracking_uri)
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,6 @@ from ablate.errors import ConfigError
 from trainers.configs import TrialConfig
 
 CONF_DIR = Path(__file__).parent / "conf"
-GROUPS = ("method", "dataset", "backbone", "optim")
 
 
 @functools.cache
@@ -76,37 +73,6 @@ def group_options(group: str) -> list[str]:
     if group == "method":
         return trainers.list_methods()
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-
-
-def to_override(key: str, value: Any) -> str:
-    """The Hydra override that sets `key` to `value`; composing it yields `value` again."""
-    if key in GROUPS:
-        return f"{key}={value}"
-    return f"{key}={_literal(value)}"
-
-
-def _literal(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        # Hydra reads a backslash literally unless it precedes a quote or ends the string
-        escaped = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, value)
-        return "'" + escaped.replace("'", "\\'") + "'"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(_literal(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{_literal(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"cannot express {value!r} ({type(value).__name__}) as a Hydra override")
 
 
 def to_flat_dict(cfg: TrialConfig) -> dict[str, Any]:

@@ -70,19 +70,18 @@ def stop_spooling(spool_dir: Path) -> None:
     _SPOOLING.discard(str(spool_dir))
 
 
-def replay(spool_dir: Path, uri: str) -> tuple[int, int]:
-    """Deliver spooled calls in order; returns (delivered, still waiting). Stops at the first
-    call that fails again, keeping it and everything after it for the next try."""
-    from ablate.tracking import Tracker
-
+def replay(spool_dir: Path, uri: str, tracker_type: type[Tracker]) -> tuple[int, int]:
+    """Deliver spooled calls in order through `tracker_type`'s methods (the caller names it: the
+    tracker imports this module); returns (delivered, still waiting). Stops at the first call
+    that fails again, keeping it and everything after it for the next try."""
     files = sorted(spool_dir.glob("*.jsonl"), key=lambda p: p.stat().st_mtime)
     delivered = 0
     for number, path in enumerate(files):
         lines = path.read_text().splitlines()
         for index, line in enumerate(lines):
             record = json.loads(line)
-            method = getattr(Tracker, record["op"]).__wrapped__
-            tracker = Tracker(uri, record["experiment_id"], record["parent_run_id"])
+            method = getattr(tracker_type, record["op"]).__wrapped__
+            tracker = tracker_type(uri, record["experiment_id"], record["parent_run_id"])
             try:
                 args = [_from_json(a) for a in record["args"]]
                 kwargs = {k: _from_json(v) for k, v in record.get("kwargs", {}).items()}

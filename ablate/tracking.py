@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
@@ -222,8 +223,9 @@ class Tracker:
 
 
 class _PatientClient:
-    """MlflowClient whose calls are retried with backoff: concurrent trials writing one SQLite
-    store race (e.g. two seeds logging the same dataset), and servers blink."""
+    """MlflowClient whose calls are retried with backoff when the error is transient: concurrent
+    trials writing one SQLite store race (e.g. two seeds logging the same dataset), and servers
+    blink. Errors that would fail again (a missing run, a bad value) are raised at once."""
 
     ATTEMPTS, FIRST_DELAY = 4, 0.5
 
@@ -240,14 +242,33 @@ class _PatientClient:
             for attempt in range(self.ATTEMPTS):
                 try:
                     return method(*args, **kwargs)
-                except Exception:
-                    if attempt == self.ATTEMPTS - 1:
+                except Exception as err:
+                    if attempt == self.ATTEMPTS - 1 or not is_transient(err):
                         raise
                     time.sleep(delay)
                     delay *= 2
             raise AssertionError("unreachable")
 
         return patient
+
+
+# SQLite under concurrent writers: a lock held too long, or two inserts of one row racing.
+_TRANSIENT_SQL = ("database is locked", "database is busy", "unique constraint failed")
+
+
+def is_transient(err: BaseException) -> bool:
+    """Whether `err` may pass on retry: a lost connection, HTTP 5xx or 429, or a SQLite race."""
+    if isinstance(err, (ConnectionError, TimeoutError)):
+        return True
+    if isinstance(err, MlflowException):  # MLflow's REST client wraps lost connections as 500
+        status = err.get_http_status_code()
+        return status >= 500 or status == 429 or _sql_race(err)
+    return _sql_race(err)
+
+
+def _sql_race(err: BaseException) -> bool:
+    text = str(err).lower()
+    return any(marker in text for marker in _TRANSIENT_SQL)
 
 
 def run_name(trial_name: str, params: Mapping[str, Any]) -> str:

@@ -74,7 +74,8 @@ def ablate_search(folder: Path) -> float:
 
 def logging_share(folder: Path) -> tuple[float, float]:
     import trainers
-    from ablate import config, spec, trial
+    from ablate import config, spec
+    from ablate.search import trial_body as trial
     from ablate.tracking import Tracker
 
     cfg = config.compose(["dataset=tiny_mnist", "backbone=tiny_clip", f"train.epochs={EPOCHS}"])
@@ -108,7 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--epochs", type=int, default=EPOCHS, help="epochs per trial")
     EPOCHS = parser.parse_args().epochs
-    from ablate.study import connect
+    from ablate.search.tuning import connect
 
     connect(None)
     with tempfile.TemporaryDirectory() as tmp:

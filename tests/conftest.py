@@ -49,7 +49,7 @@ def ray_local():
     """One local Ray instance for every slow test (2 CPUs, like CI)."""
     import ray
 
-    from ablate.study import connect
+    from ablate.search.tuning import connect
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     connect(None)

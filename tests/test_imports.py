@@ -124,20 +124,7 @@ def _dotted(node: ast.expr, bound: dict[str, str]) -> str | None:
 MODULES = module_files(REPO, PACKAGES)
 
 
-@pytest.mark.parametrize(
-    "package",
-    [
-        pytest.param(
-            "ablate",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue #19: report <-> report_build, spool <-> tracking and "
-                "spec -> validate -> validate_trials -> spec until ablate/ is reorganised",
-            ),
-        ),
-        "trainers",
-    ],
-)
+@pytest.mark.parametrize("package", ["ablate", "trainers"])
 def test_no_import_cycles(package):
     cycles = [c for c in import_cycles(MODULES) if c[0].split(".")[0] == package]
     assert not cycles, f"modules that import each other (move what they share out): {cycles}"

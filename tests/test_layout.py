@@ -10,9 +10,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SEAMS = {
-    "ray": {"ablate/study.py", "ablate/cluster.py", "ablate/cluster_nodes.py"},  # Tune; Jobs; nodes
+    "ray": {
+        "ablate/search/tuning.py",
+        "ablate/cluster.py",
+        "ablate/cluster_nodes.py",
+    },  # Tune; Jobs; nodes
     "mlflow": {"ablate/tracking.py"},
-    "optuna": {"ablate/space.py"},
+    "optuna": {"ablate/search/space.py"},
     "hydra": {"ablate/config.py"},
     "omegaconf": {"ablate/config.py"},
     "pyarrow": {"ablate/results.py"},

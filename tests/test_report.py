@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ablate import analysis, report, results, tracking
-from ablate.resume import StudyState
+from ablate import report, results, tracking
+from ablate.report import analysis
+from ablate.search.resume import StudyState
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SEEDS = (1, 2, 3, 4, 5)
@@ -121,7 +122,7 @@ def test_datasets_pair_over_dataset_and_seed():
 
 
 def test_tables_markdown_latex_csv(ablation, tmp_path):
-    from ablate import tables
+    from ablate.report import tables
 
     md = tables.to_markdown(ablation.table)
     first = md.splitlines()[2]
@@ -269,7 +270,7 @@ def test_the_command_line_runs_the_report(tmp_path, capsys):
 
 
 def test_a_protocol_study_tabulates_its_targets_and_average():
-    from ablate import analysis
+    from ablate.report import analysis
 
     final = [
         {"test/acc": 70.0, "test/caltech101/acc": 90.0, "test/dtd/acc": 40.0,

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from ablate import cli, cluster, cluster_access, run
+from ablate import cli, cluster, cluster_access
 from ablate.cli import build_parser, main
+from ablate.search import driver
 
 REPO = Path(__file__).resolve().parents[2]
 COLUMNS = 80
@@ -203,10 +204,10 @@ def finished_study(in_tmp, monkeypatch):
     }
     (in_tmp / "results/done").mkdir(parents=True)
     (in_tmp / "results/done/study.json").write_text(json.dumps(state))
-    monkeypatch.setattr(run.study, "connect", lambda address: None)
-    monkeypatch.setattr(run.study, "disconnect", lambda: None)
-    monkeypatch.setattr(run.cluster_nodes, "check_resources", lambda spec: None)
-    monkeypatch.setattr(run, "check_cluster", lambda storage, uri: None)
+    monkeypatch.setattr(driver.tuning, "connect", lambda address: None)
+    monkeypatch.setattr(driver.tuning, "disconnect", lambda: None)
+    monkeypatch.setattr(driver.cluster_nodes, "check_resources", lambda spec: None)
+    monkeypatch.setattr(driver, "check_cluster", lambda storage, uri: None)
     return path
 
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ablate import config
+from ablate import config, overrides
 from ablate.errors import ConfigError
 from trainers.methods.maple import MaPLeConfig
 
@@ -27,7 +27,7 @@ def test_to_override_round_trips_through_hydras_parser(value):
     """Hydra parses to_override(k, v) back to v (floats, ints, bools, strings, lists, null)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    override = OverridesParser.create().parse_override(config.to_override("a.b", value))
+    override = OverridesParser.create().parse_override(overrides.to_override("a.b", value))
     assert override.key_or_group == "a.b"
     assert override.value() == value
 
@@ -45,7 +45,7 @@ def test_to_override_round_trips_through_hydras_parser(value):
 )
 def test_to_override_round_trips_through_compose(key, value):
     section, field = key.split(".")
-    raw = config.compose_raw([config.to_override(key, value)])
+    raw = config.compose_raw([overrides.to_override(key, value)])
     assert raw[section][field] == value
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from ablate import spec as specs
-from ablate import validate_trials
 from ablate.cli import main
 from ablate.errors import SpecError
+from ablate.spec import check_trials
 
 REPO = Path(__file__).resolve().parents[2]
 BAD = sorted((REPO / "tests/data/bad_specs").glob("*.yaml"))
@@ -191,7 +191,7 @@ MAPLE_TINY_CLIP = "name: x\nmethod: maple\nbase: {backbone: tiny_clip, method.pr
 @pytest.mark.parametrize("limit", [12, 1], ids=["every-combination", "one-value-at-a-time"])
 def test_a_base_value_that_every_trial_replaces_is_not_checked(limit, tmp_path, monkeypatch):
     """Depth 7 exceeds tiny_clip's 4 layers, but every trial searches the depth."""
-    monkeypatch.setattr(validate_trials, "MAX_COMBINATIONS", limit)
+    monkeypatch.setattr(check_trials, "MAX_COMBINATIONS", limit)
     path = tmp_path / "replaced.yaml"
     path.write_text(
         MAPLE_TINY_CLIP + "parameters:\n  method.prompt_depth: {values: [1, 3]}\n"

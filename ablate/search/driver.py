@@ -1,6 +1,6 @@
 """`ablate search`: the study from start to summary (MLflow parent run, Ray, Parquet, console).
 
-Running the same file again resumes or extends the study (see `ablate.resume`).
+Running the same file again resumes or extends the study (see `ablate.search.resume`).
 """
 
 from __future__ import annotations
@@ -9,11 +9,13 @@ import logging
 import time
 from pathlib import Path
 
-from ablate import __version__, cluster_nodes, results, study, tracking
-from ablate import spool as spool_calls
+from ablate import __version__, cluster_nodes, results, tracking
 from ablate.errors import ConfigError, UnknownStudy, local_studies
-from ablate.resume import StudyState, decide, extension, load_state
+from ablate.search import tuning
+from ablate.search.outcome import StudyOutcome
+from ablate.search.resume import Launch, StudyState, decide, extension, load_state
 from ablate.spec import StudySpec, describe_plan
+from ablate.spool import replay, stop_spooling
 
 SPOOL_DIR = "mlflow-spool"  # tracking calls waiting for an unreachable MLflow (`ablate sync`)
 log = logging.getLogger("ablate")  # -q: warnings and the summary only; -v: every detail
@@ -35,17 +37,17 @@ def run_search(
         raise ConfigError(f"MLflow tracking store {uri} ({where}) does not answer: {problem}")
     plan = describe_plan(spec)
     log.info("%s\n", plan)
-    study.connect(address)
+    tuning.connect(address)
     cluster_nodes.check_resources(spec)  # before anything is logged
     check_cluster(storage, uri)
-    study.reenter_working_dir()  # the checks ran tasks on every node (see reenter_working_dir)
+    tuning.reenter_working_dir()  # the checks ran tasks on every node (see reenter_working_dir)
     study_dir = results.study_location(storage or results_dir, spec.name)
     log.debug("ablate: MLflow at %s, results in %s", uri, study_dir)
     state = load_state(study_dir)
-    mode = decide(spec, state, uri, study_dir)
+    mode = decide(spec, state, uri, study_dir, tuning.can_restore)
     log.debug("ablate: study.json %s: %s", "found" if state else "absent", mode)
     if mode == "done":
-        study.disconnect()
+        tuning.disconnect()
         print(f"ablate: study {spec.name!r} already finished with this file; nothing to run.")
         print("ablate: add trials or seeds to the file to extend it, or change `name`.")
         return 0
@@ -55,16 +57,16 @@ def run_search(
         state.status = "finished"
         state.save(study_dir)
         tracker.finish_study({}, status="completed")
-        study.disconnect()
+        tuning.disconnect()
         print(f"ablate: all {spec.num_trials} configurations of {spec.name!r} already finished.")
         return 0
     try:
-        outcome = study.run_study(spec, tracker, study_dir, launch, system_metrics)
+        outcome = tuning.run_study(spec, tracker, study_dir, launch, system_metrics)
     except KeyboardInterrupt:
         state.status = "interrupted"
         state.save(study_dir)
         tracker.finish_study({}, status="killed")
-        study.disconnect()
+        tuning.disconnect()
         print(f"ablate: interrupted; run the same command again to resume ({study_dir})")
         return 130
     statuses = {t.trial_id: t.status for t in outcome.trials}
@@ -79,7 +81,7 @@ def run_search(
     counts = {s: outcome.count(s) for s in ("completed", "pruned", "failed")}
     final = "killed" if unfinished else ("completed" if counts["completed"] else "failed")
     tracker.finish_study(counts, status=final)
-    study.disconnect()  # Ray's held-back log lines come out now, before the summary
+    tuning.disconnect()  # Ray's held-back log lines come out now, before the summary
     print(summary(spec, outcome, table_path, tracker, time.monotonic() - started))
     if unfinished:
         print("ablate: the study was interrupted; run the same command again to resume it.")
@@ -135,9 +137,9 @@ def _settle_tracking(
 ) -> None:
     """Deliver what waited for an unreachable MLflow, then close runs left RUNNING."""
     spool = Path(tracker.spool_dir)
-    spool_calls.stop_spooling(spool)  # the driver tries the server again
+    stop_spooling(spool)  # the driver tries the server again
     if spool.exists():
-        delivered, waiting = spool_calls.replay(spool, tracker.uri)
+        delivered, waiting = replay(spool, tracker.uri, tracking.Tracker)
         if waiting:
             log.warning(
                 f"ablate: {waiting} MLflow calls wait in {spool} (the tracking server is "
@@ -165,7 +167,7 @@ def _prepare(
     uri: str,
     study_dir: results.Location,
     plan: str,
-) -> tuple[tracking.Tracker, study.Launch, StudyState]:
+) -> tuple[tracking.Tracker, Launch, StudyState]:
     """The MLflow parent run and the Ray launch for a new, resumed or extended study."""
     if mode == "resume" and state is not None:
         log.info(
@@ -179,7 +181,7 @@ def _prepare(
         state.status = "running"
         state.save(study_dir)
         ray_dir = state.ray_dir if results.is_uri(state.ray_dir) else Path(state.ray_dir)
-        return tracker, study.Launch(ray_dir, restore=True), state
+        return tracker, Launch(ray_dir, restore=True), state
     invocation = state.invocation + 1 if state else 1
     if mode == "extend":
         launch = extension(spec, study_dir, invocation)
@@ -189,7 +191,7 @@ def _prepare(
             " finished (configuration, seed) cells are not trained again"
         )
     else:
-        launch = study.Launch(results.join(study_dir, "ray", spec.name))
+        launch = Launch(results.join(study_dir, "ray", spec.name))
     tracker = tracking.Tracker(uri, spool_dir=_spool_dir(study_dir)).start_study(
         spec.name, spec.description, _plan_params(spec), _study_tags(spec)
     )
@@ -230,7 +232,7 @@ def _study_tags(spec: StudySpec) -> dict[str, str]:
 
 def summary(
     spec: StudySpec,
-    outcome: study.StudyOutcome,
+    outcome: StudyOutcome,
     table_path: results.Location,
     tracker: tracking.Tracker,
     seconds: float,
@@ -290,6 +292,6 @@ def sync(study_dir: Path, tracking_uri: str | None) -> int:
     if not spool.exists() or not any(spool.glob("*.jsonl")):
         print(f"ablate: nothing waits in {spool}; MLflow has everything.")
         return 0
-    delivered, waiting = spool_calls.replay(spool, uri)
+    delivered, waiting = replay(spool, uri, tracking.Tracker)
     print(f"ablate: delivered {delivered} MLflow calls to {uri}; {waiting} still waiting.")
     return 0 if waiting == 0 else 1

@@ -1,4 +1,4 @@
-"""Search-space files: load, validate everything at once, and describe the plan.
+"""The study model: a search-space file as dataclasses, its trials' overrides, and the plan.
 
 A file that does not validate raises `SpecError` listing every problem as `file:line: key: reason`,
 in line order; nothing is launched and nothing is logged. Validation composes the study's trials
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ablate import config
+from ablate.overrides import GROUPS, to_override
 
 TOP_KEYS = (
     *("name", "description", "method", "base", "metric", "parameters", "seeds"),
@@ -145,9 +145,9 @@ class StudySpec:
 
     def base_overrides(self) -> list[str]:
         """Group choices, then the file's base values, then the command line's overrides."""
-        groups = [config.to_override("method", self.method)]
-        groups += [config.to_override(k, v) for k, v in self.base.items() if k in config.GROUPS]
-        values = [config.to_override(k, v) for k, v in self.base.items() if k not in config.GROUPS]
+        groups = [to_override("method", self.method)]
+        groups += [to_override(k, v) for k, v in self.base.items() if k in GROUPS]
+        values = [to_override(k, v) for k, v in self.base.items() if k not in GROUPS]
         return groups + values + list(self.extra_overrides)
 
     def trial_overrides(self, params: dict[str, Any]) -> list[str]:
@@ -156,7 +156,7 @@ class StudySpec:
         variant = values.pop(VARIANT_KEY, None)
         if self.ablation is not None and variant is not None:
             values = self.ablation.configurations()[variant] | values
-        return self.base_overrides() + [config.to_override(k, v) for k, v in sorted(values.items())]
+        return self.base_overrides() + [to_override(k, v) for k, v in sorted(values.items())]
 
     def search_parameters(self) -> list[Parameter]:
         """The parameters the searcher samples, with the ablation variant as a categorical one."""
@@ -181,18 +181,15 @@ class StudySpec:
             return self.scheduler.max_epochs
         # a trial's config, not the base alone: a base value that every parameter replaces
         # need not compose on its own
+        from ablate import config  # Hydra and the trainers: only where a trial is composed
+
         return config.compose(self.trial_overrides(_first_values(self))).train.epochs
-
-
-def load(path: str | Path, extra_overrides: list[str] | None = None) -> StudySpec:
-    """Read and validate a search-space file. Raises SpecError listing every problem."""
-    from ablate.validate import load as load_and_validate
-
-    return load_and_validate(path, extra_overrides)
 
 
 def describe_plan(spec: StudySpec) -> str:
     """The plan `--dry-run` prints: runs, search, scheduler, resources, the first config."""
+    from ablate import config
+
     cfg = config.compose(spec.trial_overrides(_first_values(spec)))
     epochs = cfg.train.epochs
     s = spec.scheduler

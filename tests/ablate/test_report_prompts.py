@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import trainers
-from ablate import prompt_view
+from ablate.report import prompts
 from trainers.engine import word_embedder
 from trainers.inspect import describe_prompts
 
@@ -14,7 +14,7 @@ def counts(backbone, **knobs):
     cls = trainers.get_method("mpl")
     cfg = cls.Config(**knobs)
     method = cls(cfg, backbone.dims, word_embedder(backbone, torch.device("cpu")))
-    return prompt_view.layer_prompt_counts(describe_prompts(method, backbone))
+    return prompts.layer_prompt_counts(describe_prompts(method, backbone))
 
 
 def test_mpl_official_design_adds_n_add_blocks_of_vision_prompts_per_deeper_layer(tiny_backbone):

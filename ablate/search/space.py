@@ -173,6 +173,19 @@ def _frozen(record: Record, distributions: dict[str, BaseDistribution]) -> Any:
     )
 
 
+STUDY_NAME = "ablate"  # the searcher's Optuna study, in its own in-memory storage
+
+
+def new_storage() -> optuna.storages.BaseStorage:
+    return optuna.storages.InMemoryStorage()
+
+
+def newest_trial_number(storage: optuna.storages.BaseStorage) -> int:
+    """The number of the trial the searcher asked for last (Optuna numbers them 0, 1, 2, ...)."""
+    study_id = storage.get_study_id_from_name(STUDY_NAME)
+    return storage.get_n_trials(study_id) - 1
+
+
 def param_importances(study: optuna.Study, evaluator: str = "fanova") -> dict[str, float]:
     """Optuna's importance of each parameter on the completed trials (normalised to sum 1)."""
     evaluators = {

@@ -15,15 +15,41 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
-from ablate import results, space
+from ablate import results
+from ablate.search import space
 from ablate.spec import StudySpec
-from ablate.study import Launch, Prior, can_restore
 
 STATE_FILE = "study.json"
 log = logging.getLogger("ablate")
+
+
+@dataclass
+class Prior:
+    """Configurations earlier invocations of this study finished (to extend it, not redo it).
+
+    With `rewards`, Optuna is warm-started with them as completed trials; without (new seeds),
+    they are evaluated again first, and the trials skip the (configuration, seed) cells that the
+    results table already holds.
+    """
+
+    configs: list[dict[str, Any]]
+    rewards: list[float] | None
+
+
+@dataclass
+class Launch:
+    """Where and how this invocation runs: a new Ray experiment, or the restore of one."""
+
+    ray_dir: Path | str  # <results>/<study>/ray/<experiment name>; a URI on shared storage
+    restore: bool = False
+    prior: Prior | None = None
+    num_trials: int | None = None  # None = the file's
+    invocation: int = 1  # how many times `ablate search` started this study, this one included
 
 
 @dataclass
@@ -52,8 +78,14 @@ def load_state(study_dir: results.Location) -> StudyState | None:
         return None
 
 
-def decide(spec: StudySpec, state: StudyState | None, uri: str, study_dir: results.Location) -> str:
-    """new | resume | done | extend."""
+def decide(
+    spec: StudySpec,
+    state: StudyState | None,
+    uri: str,
+    study_dir: results.Location,
+    can_restore: Callable[[str], bool],
+) -> str:
+    """new | resume | done | extend; `can_restore` tells whether Ray can continue a folder."""
     if state is None or state.tracking_uri != uri:
         return "extend" if _has_results(study_dir) else "new"
     same_file = state.spec_sha256 == spec.sha256

@@ -28,10 +28,11 @@ import pytest
 import ray.autoscaler
 import yaml
 
-from ablate import cluster, cluster_nodes, results, study
+from ablate import cluster, cluster_nodes, results
 from ablate.cli import main
+from ablate.search import tuning
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"
 AUTOSCALER = Path(ray.autoscaler.__file__).parent
 
@@ -160,7 +161,7 @@ def test_a_dashboard_address_for_search_points_to_submit():
     from ablate.errors import ConfigError
 
     with pytest.raises(ConfigError, match="ablate submit FILE --address http://h:8265"):
-        study.connect("http://h:8265")
+        tuning.connect("http://h:8265")
 
 
 class _FakeDashboard(http.server.BaseHTTPRequestHandler):
@@ -260,7 +261,7 @@ def test_pending_message_names_the_missing_resource():
 
 def test_pending_notice_speaks_only_when_nothing_of_the_study_runs(monkeypatch, capsys):
     monkeypatch.setattr(cluster_nodes, "free_per_node", lambda: [("n", {"CPU": 2}, {"CPU": 0})])
-    notice = study.PendingNotice({"CPU": 1, "GPU": 1}, after=0, every=0)
+    notice = tuning.PendingNotice({"CPU": 1, "GPU": 1}, after=0, every=0)
     waiting = SimpleNamespace(trial_id="a", status="PENDING")
     notice.on_step_end(1, [waiting, SimpleNamespace(trial_id="b", status="RUNNING")])
     assert capsys.readouterr().out == ""  # queued behind our own trial: normal
@@ -520,12 +521,12 @@ def test_submit_the_quickstart_to_a_two_node_cluster(two_nodes, tmp_path, monkey
 
 
 def test_a_multi_machine_cluster_needs_shared_storage_and_a_tracking_server(monkeypatch):
-    from ablate import run
     from ablate.errors import ConfigError
+    from ablate.search import driver
 
     monkeypatch.setattr(cluster_nodes, "machines", lambda: {"10.0.0.1", "10.0.0.2"})
     with pytest.raises(ConfigError) as refused:
-        run.check_cluster(None, "sqlite:///mlflow.db")
+        driver.check_cluster(None, "sqlite:///mlflow.db")
     text = str(refused.value)
     assert "nodes on 2 machines (10.0.0.1, 10.0.0.2)" in text
     assert "--storage is needed" in text and "is a file on this machine" in text
@@ -535,7 +536,7 @@ def test_a_multi_machine_cluster_needs_shared_storage_and_a_tracking_server(monk
 def test_a_study_on_an_object_store_uri_finishes_and_is_found_again(ray_local, in_tmp, capsys):
     """--storage file://... goes through pyarrow.fs for the parts, results.parquet, study.json
     and Ray Tune's experiment; running again finds the finished study there."""
-    from tests.test_resume import study_file
+    from tests.e2e.test_resume import study_file
 
     spec = study_file(in_tmp, trials=2, seeds="[1]", epochs=2, name="onstore")
     store = f"file://{in_tmp}/store"

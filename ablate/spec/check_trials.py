@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ablate import config
 from ablate.errors import ConfigError
-from ablate.spec import VARIANT_KEY, StudySpec, thaw
+from ablate.spec.model import VARIANT_KEY, StudySpec, thaw
 
 if TYPE_CHECKING:
     from trainers.configs import TrialConfig

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from ablate.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ablate.analysis import VARIANT, Comparison, Config, mean_ci
+from ablate.report.analysis import VARIANT, Comparison, Config, mean_ci
 
 NAMES = {"base": "Base", "new": "New", "hm": "HM"}
 

@@ -4,7 +4,7 @@ Every problem is collected (file, line, key, reason) and reported sorted by line
 `SpecError` is raised; nothing is launched and nothing is logged for a file that does not
 validate. A key given twice in one mapping is a problem (YAML would keep the last silently). The
 meaning is checked by composing the study's trials with the same `config.compose` a trial uses
-(`validate_trials`), so validation cannot disagree with what the trials will do.
+(`check_trials`), so validation cannot disagree with what the trials will do.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from ablate import config, validate_trials
+from ablate import overrides
 from ablate.errors import Problem, SpecError
-from ablate.spec import (
+from ablate.spec.model import (
     ALGORITHMS,
     DESIGNS,
     DISTRIBUTIONS,
@@ -70,7 +70,7 @@ def _absolute_roots(spec: StudySpec) -> None:
         key, _, value = item.partition("=")
         bare = value.strip("'\"")
         if key == "dataset.root" and bare not in ("", "null") and not Path(bare).is_absolute():
-            spec.extra_overrides[index] = config.to_override(key, str(Path(bare).resolve()))
+            spec.extra_overrides[index] = overrides.to_override(key, str(Path(bare).resolve()))
 
 
 class _Checker:
@@ -130,6 +130,8 @@ class _Checker:
         if name and not NAME_PATTERN.match(name):
             self.add("name", f"{name!r} must be letters, digits, '.', '_' or '-' (a folder name)")
         method = self.string(raw, "method", required=True)
+        from ablate import config  # Hydra and the trainers: only a file being validated needs them
+
         known = config.group_options("method")
         if method and method not in known:
             self.add("method", f"{method!r} is not a registered method; one of {', '.join(known)}")
@@ -376,7 +378,9 @@ class _Checker:
 
     # -- meaning: compose the trials with the same function the trials use
     def check_semantics(self, spec: StudySpec) -> None:
-        problems, first = validate_trials.check(spec)
+        from ablate.spec import check_trials  # composes with Hydra and the trainers
+
+        problems, first = check_trials.check(spec)
         for key, reason in problems:
             self.add(key, reason)
         if first is None:

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import trainers
-from ablate import config, results, space
+from ablate import config, results
+from ablate.search import space
 from ablate.spec import StudySpec
 from ablate.tracking import PARENT, ROLE, TRIAL_ID, TRIAL_KEY, Tracker, run_name
 from trainers.backbone import Backbone

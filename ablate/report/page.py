@@ -11,10 +11,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ablate import analysis, plots, prompt_view, space, tables
-from ablate import report_html as h
-from ablate.report import OPTUNA_FILE, Analysis, describe, trial_curves
+from ablate.report import analysis, plots, prompts, tables
+from ablate.report import markup as h
+from ablate.report.summary import Analysis, describe, trial_curves
 from ablate.results import uncell
+from ablate.search import space
+
+OPTUNA_FILE = "optuna.db"  # the Optuna study rebuilt from the table, for optuna-dashboard
 
 
 def write(data: Analysis, out: Path, evaluator: str) -> None:
@@ -271,7 +274,7 @@ def _prompts_section(data: Analysis, out: Path) -> str:
         described_path = tracking.download(info.uri, run_id, "prompts.json", Path(tmp))
         tensors_path = tracking.download(info.uri, run_id, "prompts.pt", Path(tmp))
         described = json.loads(described_path.read_text()) if described_path else {}
-        similarity = prompt_view.prompt_similarity(tensors_path) if tensors_path else None
+        similarity = prompts.prompt_similarity(tensors_path) if tensors_path else None
     if described:
         (out / "best_prompts.json").write_text(json.dumps(described, indent=1), encoding="utf-8")
     intro = h.note(
@@ -284,7 +287,7 @@ def _prompts_section(data: Analysis, out: Path) -> str:
 
 def _token_tables(described: dict[str, Any]) -> str:
     parts = []
-    for title, rows in prompt_view.nearest_token_tables(described):
+    for title, rows in prompts.nearest_token_tables(described):
         k = max((len(r) for r in rows), default=2) - 2
         header = ["vector", "norm", *(f"#{i + 1}" for i in range(k))]
         parts.append(h.heading(title) + h.table(header, rows, css="tok"))
@@ -308,7 +311,7 @@ def _similarity(found: tuple[list[list[float]], list[str]] | None, out: Path) ->
 
 
 def _mpl_layers(described: dict[str, Any]) -> str:
-    layers = prompt_view.layer_prompt_counts(described)
+    layers = prompts.layer_prompt_counts(described)
     if not layers:
         return ""
     rows = [[str(layer), str(text), str(vision)] for layer, text, vision in layers]

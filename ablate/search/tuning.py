@@ -13,7 +13,6 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +29,11 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.stopper import Stopper
 
-from ablate import cluster_nodes, config, results, space, trial
+from ablate import cluster_nodes, config, results
 from ablate.errors import ConfigError
-from ablate.outcome import StudyOutcome, TrialOutcome, error_line, status_of, trial_name
+from ablate.search import space, trial_body
+from ablate.search.outcome import StudyOutcome, TrialOutcome, error_line, status_of, trial_name
+from ablate.search.resume import Launch
 from ablate.spec import Scheduler, StudySpec
 from ablate.tracking import Tracker
 
@@ -140,30 +141,6 @@ def can_restore(ray_dir: Path | str) -> bool:
         return False
 
 
-@dataclass
-class Prior:
-    """Configurations earlier invocations of this study finished (to extend it, not redo it).
-
-    With `rewards`, Optuna is warm-started with them as completed trials; without (new seeds),
-    they are evaluated again first, and the trials skip the (configuration, seed) cells that the
-    results table already holds.
-    """
-
-    configs: list[dict[str, Any]]
-    rewards: list[float] | None
-
-
-@dataclass
-class Launch:
-    """Where and how this invocation runs: a new Ray experiment, or the restore of one."""
-
-    ray_dir: Path | str  # <results>/<study>/ray/<experiment name>; a URI on shared storage
-    restore: bool = False
-    prior: Prior | None = None
-    num_trials: int | None = None  # None = the file's
-    invocation: int = 1  # how many times `ablate search` started this study, this one included
-
-
 def run_study(
     spec: StudySpec,
     tracker: Tracker,
@@ -230,7 +207,7 @@ def _tune_config(spec: StudySpec, epochs: int, launch: Launch) -> tune.TuneConfi
         trial_name_creator=_name_of,
         trial_dirname_creator=lambda t: f"{_name_of(t)}_{t.trial_id}",
         # one machine: a worker process runs trial after trial, and its imports, backbone,
-        # decoded dataset and frozen features stay loaded (ablate.trial.shared_inputs); on a
+        # decoded dataset and frozen features stay loaded (trial_body.shared_inputs); on a
         # multi-node cluster each trial is placed afresh so the trials spread over the nodes
         reuse_actors=cluster_nodes.node_count() == 1,
     )
@@ -300,8 +277,8 @@ def _make_trainable(
         params.pop(TRIAL_NUMBER, None)  # a study started by an older ablate numbered it here
         name = tune.get_context().get_trial_name()
         trial_id = tune.get_context().get_trial_id()
-        ctx = trial.TrialContext(trial_id, name, folder, tracker, system_metrics)  # type: ignore[arg-type]
-        trial.run(spec, params, _report_with_checkpoint, ctx, resume=_restore())
+        ctx = trial_body.TrialContext(trial_id, name, folder, tracker, system_metrics)  # type: ignore[arg-type]
+        trial_body.run(spec, params, _report_with_checkpoint, ctx, resume=_restore())
 
     return trainable
 
@@ -334,12 +311,18 @@ def _restore() -> dict[str, Any] | None:
 
 class _NumberedOptunaSearch(OptunaSearch):
     """OptunaSearch that notes Optuna's trial number of each trial, to name trials by it. The
-    number stays out of the config, so Tune's tables show only the searched parameters."""
+    number stays out of the config, so Tune's tables show only the searched parameters. The
+    Optuna storage is ours, so the number is read through Optuna's public API; it is pickled with
+    the searcher's state, so a restored study numbers on."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.optuna_storage = space.new_storage()
+        super().__init__(storage=self.optuna_storage, study_name=space.STUDY_NAME, **kwargs)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         config = super().suggest(trial_id)
-        if isinstance(config, dict):
-            _NUMBERS[trial_id] = self._ot_trials[trial_id].number
+        if isinstance(config, dict) and trial_id not in _NUMBERS:
+            _NUMBERS[trial_id] = space.newest_trial_number(self.optuna_storage)
         return config
 
 
@@ -446,7 +429,9 @@ def _trial_id_from_path(path: str) -> str:
 
 def _outcome(grid: Any, spec: StudySpec, statuses: dict[str, str], epochs: int) -> StudyOutcome:
     outcome = StudyOutcome()
-    ray_status = {t.trial_id: t.status for t in grid._experiment_analysis.trials}
+    # Tune's statuses of this invocation's trials and of those an earlier one finished
+    analysis = tune.ExperimentAnalysis(grid.experiment_path, storage_filesystem=grid.filesystem)
+    ray_status = {t.trial_id: t.status for t in analysis.trials}
     for result in grid:
         metrics = result.metrics or {}
         config = dict(result.config or {})

@@ -1,0 +1,63 @@
+"""Retries in the MLflow seam: transient errors are retried, permanent ones raised at once."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import (
+    INVALID_PARAMETER_VALUE,
+    REQUEST_LIMIT_EXCEEDED,
+    RESOURCE_DOES_NOT_EXIST,
+    TEMPORARILY_UNAVAILABLE,
+)
+
+from ablate import tracking
+
+
+class _Flaky:
+    """A client whose `get_run` raises `error` `failures` times, then answers."""
+
+    def __init__(self, error: Exception, failures: int) -> None:
+        self.error, self.failures, self.calls = error, failures, 0
+
+    def get_run(self, run_id: str) -> str:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+        return run_id
+
+
+@pytest.fixture
+def no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tracking.time, "sleep", lambda _: None)
+
+
+@pytest.mark.parametrize("code", [RESOURCE_DOES_NOT_EXIST, INVALID_PARAMETER_VALUE])
+def test_permanent_error_is_raised_at_once(no_sleep: None, code: int) -> None:
+    flaky = _Flaky(MlflowException("no such run", error_code=code), failures=1)
+    with pytest.raises(MlflowException):
+        tracking._PatientClient(flaky).get_run("r1")  # type: ignore[arg-type]
+    assert flaky.calls == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        MlflowException("db", error_code=TEMPORARILY_UNAVAILABLE),
+        MlflowException("slow down", error_code=REQUEST_LIMIT_EXCEEDED),
+        MlflowException("API request to http://x failed with exception ConnectionError"),
+        ConnectionError("refused"),
+        RuntimeError("(sqlite3.OperationalError) database is locked"),
+    ],
+)
+def test_transient_error_is_retried(no_sleep: None, error: Exception) -> None:
+    flaky = _Flaky(error, failures=2)
+    assert tracking._PatientClient(flaky).get_run("r1") == "r1"  # type: ignore[arg-type]
+    assert flaky.calls == 3
+
+
+def test_transient_error_gives_up_after_the_last_attempt(no_sleep: None) -> None:
+    flaky = _Flaky(ConnectionError("refused"), failures=99)
+    with pytest.raises(ConnectionError):
+        tracking._PatientClient(flaky).get_run("r1")  # type: ignore[arg-type]
+    assert flaky.calls == tracking._PatientClient.ATTEMPTS
