@@ -15,10 +15,16 @@ import os
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from ablate.tracking import Tracker
+
+class Tracker(Protocol):
+    """What the spool reads of `ablate.tracking.Tracker` (which imports this module)."""
+
+    spool_dir: str
+    experiment_id: str
+    parent_run_id: str
+
 
 SPOOL_FILE = f"{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
 _SPOOLING: set[str] = set()  # spool folders this process writes to: later calls follow, in order

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import subprocess
@@ -48,7 +49,8 @@ def assert_nothing_lost(folder: Path, trials: int, seeds: int, epochs: int, name
     assert not [r for rs in runs.values() for r in rs if r.info.status == "RUNNING"]
     rows = pq.read_table(folder / f"results/{name}/results.parquet").to_pylist()
     cells = [(r["trial_key"], r["seed"], r["epoch"]) for r in rows]
-    assert len(cells) == len(set(cells)) == trials * seeds * epochs
+    per_seed = collections.Counter((r["trial_name"], r["seed"]) for r in rows)
+    assert len(cells) == len(set(cells)) == trials * seeds * epochs, f"epochs per seed: {per_seed}"
     return runs, rows
 
 
