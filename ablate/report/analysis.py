@@ -62,10 +62,16 @@ class Comparison:
     p: float
     n: int
     p_holm: float = math.nan
+    sd: float = math.nan  # SD of the paired differences: the seed noise Δ is judged against
 
     @property
     def marker(self) -> str:
         return significance_marker(self.p_holm)
+
+    @property
+    def beyond_noise(self) -> bool | None:
+        """Holm-adjusted paired t-test at alpha 0.05; None when it cannot be tested."""
+        return None if math.isnan(self.p_holm) else self.p_holm < 0.05
 
 
 def parameter_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -153,9 +159,11 @@ def paired(variant: dict[Unit, float], reference: dict[Unit, float]) -> Comparis
     if len(diffs) == 0:
         return Comparison(math.nan, math.nan, 0)
     delta = float(diffs.mean())
-    if len(diffs) < 2 or float(diffs.std(ddof=1)) == 0.0:
-        return Comparison(delta, 1.0 if delta == 0 and len(diffs) >= 2 else math.nan, len(diffs))
-    return Comparison(delta, float(stats.ttest_1samp(diffs, 0.0).pvalue), len(diffs))
+    sd = float(diffs.std(ddof=1)) if len(diffs) >= 2 else math.nan
+    if len(diffs) < 2 or sd == 0.0:
+        p = 1.0 if delta == 0 and len(diffs) >= 2 else math.nan
+        return Comparison(delta, p, len(diffs), sd=sd)
+    return Comparison(delta, float(stats.ttest_1samp(diffs, 0.0).pvalue), len(diffs), sd=sd)
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
