@@ -26,6 +26,7 @@ class StudyInfo:
     goal: str = "maximize"
     method: str = ""
     distributions: dict[str, Any] = field(default_factory=dict)
+    scheduler: dict[str, Any] | None = None  # the spec's scheduler: its rungs (None: unknown)
     notes: list[str] = field(default_factory=list)
 
 
@@ -70,7 +71,10 @@ def _read_parent(info: StudyInfo) -> None:
 
 
 def _spec_distributions(info: StudyInfo, spec_file: str) -> dict[str, Any]:
-    """The searched distributions of the spec logged to the parent run ({} if unreadable)."""
+    """The searched distributions of the spec logged to the parent run ({} if unreadable);
+    its scheduler too (into info.scheduler), for the rungs the report analyses pruned trials at."""
+    from dataclasses import asdict
+
     from ablate import spec as specs
     from ablate import tracking
     from ablate.search import space
@@ -87,4 +91,5 @@ def _spec_distributions(info: StudyInfo, spec_file: str) -> dict[str, Any]:
         except Exception as err:
             info.notes.append(f"spec unavailable ({type(err).__name__}): distributions inferred")
             return {}
+    info.scheduler = asdict(spec.scheduler)
     return space.to_distributions(spec.search_parameters())

@@ -11,23 +11,22 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ablate.report import analysis, plots, prompts, tables
+from ablate.report import analysis, learned, plots, prompts, tables
 from ablate.report import markup as h
-from ablate.report.summary import Analysis, describe, trial_curves
+from ablate.report.learned import OPTUNA_FILE
+from ablate.report.summary import Analysis, describe
 from ablate.results import uncell
-from ablate.search import space
-
-OPTUNA_FILE = "optuna.db"  # the Optuna study rebuilt from the table, for optuna-dashboard
 
 
 def write(data: Analysis, out: Path, evaluator: str) -> None:
     """Every file, then the HTML page that shows them."""
-    curves = trial_curves(data.rows, data.info.metric)
+    curves = data.curves
     sections = [
         h.Section("table", "Ablation table", _table_section(data, out)),
         h.Section(
-            "importance", "Parameter importance", _importance_section(data, curves, out, evaluator)
+            "importance", "Parameter importance", learned.importance_section(data, out, evaluator)
         ),
+        h.Section("scheduler", "What the scheduler learned", learned.scheduler_section(data, out)),
         h.Section("effects", "Factor effects", _effects_section(data, out)),
         h.Section("curves", "Learning curves", _curves_section(data, curves, out)),
         h.Section("parallel", "Parallel coordinates", _parallel_section(data, curves, out)),
@@ -77,47 +76,8 @@ def _table_section(data: Analysis, out: Path) -> str:
     numeric = 1 + len(table.factors)
     body = h.table(header, tables.body_rows(table), numeric_from=numeric, highlight_first=True)
     files = "Files: ablation.md, ablation.tex (booktabs), ablation.csv (unrounded, with p-values)."
-    return body + h.note(tables.caption(table)) + h.note(files)
-
-
-# ---- Optuna: optuna.db and importance -----------------------------------------------------------
-def records(data: Analysis, curves: dict[str, dict[str, Any]]) -> list[space.Record]:
-    """One Optuna trial per results-table trial: its sampled values, status, seed-mean curve."""
-    out = []
-    for name, trial in curves.items():
-        params = {k: space.encode(uncell(trial["row"].get(k))) for k in data.params}
-        curve = trial["curve"]
-        value = curve[max(curve)] if curve and trial["status"] == "completed" else None
-        attrs = {"trial_name": name, "trial_key": trial["key"]}
-        out.append(space.Record(params, trial["status"], value, dict(curve), attrs))
-    return out
-
-
-def _importance_section(
-    data: Analysis, curves: dict[str, dict[str, Any]], out: Path, evaluator: str
-) -> str:
-    recs = records(data, curves)
-    observed = {k: [r.params[k] for r in recs] for k in data.params}
-    dists = space.fit_distributions(data.info.distributions, observed)
-    storage = f"sqlite:///{data.info.folder / OPTUNA_FILE}"
-    space.build_study(recs, dists, data.info.goal, storage, data.info.name)
-    done = [r for r in recs if r.state == "completed" and r.value is not None]
-    varied = [k for k in data.params if len({json.dumps(r.params[k]) for r in done}) > 1]
-    if len(done) < 2 or not varied:
-        return h.note("Importance needs at least two completed trials that differ in a parameter.")
-    try:
-        scores = space.param_importances(space.build_study(recs, dists, data.info.goal), evaluator)
-    except Exception as err:  # an evaluator can refuse a degenerate study
-        return h.note(f"Optuna could not compute importances: {type(err).__name__}: {err}")
-    (out / "importance.json").write_text(json.dumps(scores, indent=1), encoding="utf-8")
-    image = plots.importance_bars(scores, evaluator)
-    (out / "importance.png").write_bytes(image)
-    text = (
-        f"Optuna's {evaluator} importance of each searched parameter for {data.info.metric} over "
-        f"{len(done)} completed trials (normalised to sum 1). Few trials make these estimates "
-        "rough; read them with the factor effects below."
-    )
-    return h.image(image, "parameter importance") + h.note(text)
+    notes = "".join(h.note(line) for line in table.notes())
+    return body + h.note(tables.caption(table)) + notes + h.note(files)
 
 
 # ---- factor effects -----------------------------------------------------------------------------

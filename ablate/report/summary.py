@@ -1,5 +1,7 @@
 """The numbers of a report, computed once from the study's table and shared by its files and
-its HTML page: configurations, comparisons, the ablation table, the best configuration."""
+its HTML page: configurations, comparisons, the ablation table, the best configuration, and what
+the scheduler learned (pruned trials at matched fidelity, and the table at the highest epoch
+every configuration reached)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ablate import results
-from ablate.report import analysis
+from ablate.report import analysis, fidelity
 from ablate.report.analysis import Config
+from ablate.report.fidelity import Fidelity
 from ablate.report.inputs import StudyInfo
 from ablate.report.tables import AblationTable, shown_factors
 
@@ -27,6 +30,9 @@ class Analysis:
     configs: list[Config]
     best: Config | None
     counts: dict[str, int]
+    curves: dict[str, dict[str, Any]]  # trial_curves of the study metric
+    fidelity: Fidelity
+    common: AblationTable | None = None  # every configuration at the epoch all reached
 
 
 def analyse(info: StudyInfo) -> Analysis:
@@ -42,7 +48,41 @@ def analyse(info: StudyInfo) -> Analysis:
     ablation = any(c.factors.get(analysis.VARIANT) == "base" for c in configs)
     reference = "the base variant" if ablation else f"the best configuration by {info.metric}"
     table = AblationTable(split, metrics, shown_factors(configs), configs, comparisons, reference)
-    return Analysis(info, rows, params, table, configs, _best(configs, info), _counts(rows))
+    curves = trial_curves(rows, info.metric)
+    learned = fidelity.analyse(curves, params, info.scheduler)
+    best = _best(configs, info)
+    common = _common_table(rows, params, info)
+    return Analysis(
+        info, rows, params, table, configs, best, _counts(rows), curves, learned, common
+    )
+
+
+def _common_table(
+    rows: list[dict[str, Any]], params: list[str], info: StudyInfo
+) -> AblationTable | None:
+    """Every configuration, pruned ones included, at the highest epoch all of them reached
+    (None when nothing was pruned: the main table already holds every configuration)."""
+    live = [r for r in rows if r["status"] != "failed" and r.get(info.metric) is not None]
+    if not any(r["status"] == "pruned" for r in live):
+        return None
+    factors = [p for p in params if p not in analysis.DATASET_KEYS]
+    reach: dict[str, int] = {}
+    for r in live:
+        key = json.dumps({k: r.get(k) for k in factors}, sort_keys=True, default=str)
+        reach[key] = max(reach.get(key, 0), int(r["epoch"]))
+    epoch = min(reach.values())
+    at = [r for r in live if int(r["epoch"]) == epoch]
+    split = info.metric.split("/", 1)[0] if "/" in info.metric else "val"
+    metrics = analysis.split_metrics(at, split) or [info.metric]
+    configs = analysis.configurations(at, params, list(dict.fromkeys([*metrics, info.metric])))
+    configs = analysis.order(configs, info.metric, info.goal)
+    ablation = any(c.factors.get(analysis.VARIANT) == "base" for c in configs)
+    reference = "the base variant" if ablation else f"the best configuration by {info.metric}"
+    reference += f" at epoch {epoch}"
+    note = f"at epoch {epoch}, the highest all {len(configs)} configurations reached"
+    comparisons = analysis.compare_all(configs, metrics)
+    factors_shown = shown_factors(configs)
+    return AblationTable(split, metrics, factors_shown, configs, comparisons, reference, note)
 
 
 def _best(configs: list[Config], info: StudyInfo) -> Config | None:

@@ -195,7 +195,7 @@ def test_report_files_optuna_db_and_mlflow_artifacts(hyper_study):
                 "factor_effects.png", "learning_curves.png", "parallel_coordinates.png",
                 "prompt_similarity.png", "best_prompts.json"}  # fmt: skip
     assert expected <= names, names
-    scores = json.loads((out / "importance.json").read_text())
+    scores = json.loads((out / "importance.json").read_text())["scores"]
     assert set(scores) == {"optim.lr", "method.prompt_length"}
     assert scores["optim.lr"] > scores["method.prompt_length"]
     import optuna
