@@ -151,7 +151,7 @@ def to_latex(table: AblationTable, label: str) -> str:
                  for k in table.factors)]  # fmt: skip
         cells += [_latex_mean(config, m) for m in table.metrics]
         cells += [_latex_delta(table, i, m) for m in table.metrics]
-        cells += [latex_escape(power.fmt_needed(table.needed(i, m))) for m in table.metrics]
+        cells += [_latex_needed(table.needed(i, m)) for m in table.metrics]
         lines.append(" & ".join(cells) + " \\\\")
         if i == 0 and len(table.configs) > 1:
             lines.append("\\midrule")
@@ -178,6 +178,10 @@ def _latex_delta(table: AblationTable, index: int, metric: str) -> str:
     marker = f"^{{{comp.marker}}}" if comp.marker else ""
     noise = "^{\\mathrm{n.s.}}" if comp.beyond_noise is False else ""
     return f"${comp.delta:+.2f}{marker}{noise}$"
+
+
+def _latex_needed(needed: float) -> str:
+    return "--" if math.isnan(needed) else latex_escape(power.fmt_needed(needed))
 
 
 LATEX_SPECIAL = {
