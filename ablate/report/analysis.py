@@ -166,6 +166,24 @@ def paired(variant: dict[Unit, float], reference: dict[Unit, float]) -> Comparis
     return Comparison(delta, float(stats.ttest_1samp(diffs, 0.0).pvalue), len(diffs), sd=sd)
 
 
+def t_quantile(q: float, df: int) -> float:
+    return float(stats.t.ppf(q, df))
+
+
+def normal_quantile(q: float) -> float:
+    return float(stats.norm.ppf(q))
+
+
+def paired_power(d: float, n: int, alpha: float = 0.05) -> float:
+    """Power of the two-sided paired (one-sample) t-test with n pairs at effect size d: the
+    noncentral t with df n - 1 and noncentrality d * sqrt(n) beyond the critical values."""
+    if n < 2:
+        return 0.0
+    df, nc = n - 1, abs(d) * math.sqrt(n)
+    crit = t_quantile(1 - alpha / 2, df)
+    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+
+
 def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values (nan stays nan and is not counted in the family)."""
     valid = [(p, i) for i, p in enumerate(pvalues) if not math.isnan(p)]

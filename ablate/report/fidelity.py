@@ -163,7 +163,7 @@ def _leveller(values: list[Any]) -> Any:
 
 def _key(value: Any) -> str:
     value = uncell(value)
-    return value if isinstance(value, str) else json.dumps(value, default=str)
+    return value if isinstance(value, str) and value else json.dumps(value, default=str)
 
 
 def _order(item: tuple[str, list[float]]) -> tuple[int, float, str]:

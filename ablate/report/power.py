@@ -13,22 +13,13 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
+
+from ablate.report.analysis import normal_quantile, paired_power, t_quantile  # scipy lives there
 
 ALPHA = 0.05
 POWER = 0.8
 MAX_SEEDS = 1000  # beyond this the effect is indistinguishable from zero for any real budget
 FEW_SEEDS = 3
-
-
-def paired_power(d: float, n: int, alpha: float = ALPHA) -> float:
-    """Power of the two-sided paired (one-sample) t-test with n pairs at effect size d."""
-    if n < 2:
-        return 0.0
-    df = n - 1
-    crit = float(stats.t.ppf(1 - alpha / 2, df))
-    nc = abs(d) * math.sqrt(n)
-    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
 
 
 def seeds_needed(delta: float, sd: float, alpha: float = ALPHA, power: float = POWER) -> float:
@@ -40,7 +31,7 @@ def seeds_needed(delta: float, sd: float, alpha: float = ALPHA, power: float = P
     if sd == 0:
         return 2.0  # differences without spread: any two pairs show it
     d = abs(delta) / sd
-    guess = max(2, int(((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) / d) ** 2))
+    guess = max(2, int(((normal_quantile(1 - alpha / 2) + normal_quantile(power)) / d) ** 2))
     n = max(2, guess - 2)  # the normal approximation is a lower bound: search upward from it
     while n <= MAX_SEEDS:
         if paired_power(d, n, alpha) >= power:
@@ -76,7 +67,7 @@ def few_seeds_warning(seeds: int) -> str:
     """A plain warning when the intervals and tests carry no information ('' otherwise)."""
     if seeds >= FEW_SEEDS:
         return ""
-    t = float(stats.t.ppf(0.975, 1))
+    t = t_quantile(0.975, 1)
     what = (
         f"2 seeds give mean ± {t / math.sqrt(2):.1f} seed SDs, t = {t:.1f}"
         if seeds == 2
