@@ -63,8 +63,8 @@ def importance_section(data: Analysis, out: Path, evaluator: str) -> str:
     pruned = sum(1 for r in at if data.curves[r.attrs["trial_name"]]["status"] == "pruned")
     text = (
         f"Optuna's {evaluator} importance of each searched parameter for {data.info.metric} at "
-        f"epoch {epoch} (a rung of the scheduler) over all {len(at)} trials that reached it, "
-        f"{pruned} of them pruned later or there (normalised to sum 1). Few trials make these "
+        f"epoch {epoch} (a rung of the scheduler) over all {len(at)} trials that reached it "
+        f"({pruned} of them pruned; normalised to sum 1). Few trials make these "
         "estimates rough; read them with the per-rung effects below."
     )
     rows = [[tables.factor_name(k), shown[k]] for k in data.params]
@@ -80,7 +80,7 @@ def scheduler_section(data: Analysis, out: Path) -> str:
     rows = rung_rows(learned)
     (out / "scheduler_rungs.md").write_text(_markdown(header, rows, learned), encoding="utf-8")
     (out / "scheduler_rungs.csv").write_text(_csv(learned), encoding="utf-8")
-    parts = [h.note(f"Rungs: {learned.source}."), h.table(header, rows, 1), h.note(_explain())]
+    parts = [h.note(f"Rungs: {learned.source}."), h.table(header, rows), h.note(_explain())]
     if learned.pruned_only:
         names = ", ".join(tables.factor_name(k) for k in learned.pruned_only)
         parts.append(h.note(f"Varies only among pruned trials: {names}. The completed trials "
