@@ -9,13 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from ablate.spec.model import Scheduler
 
-Kwargs = Callable[["Scheduler", int], dict[str, Any]]  # (the study's fields, epochs) -> kwargs
-Plan = Callable[["Scheduler", int], str]
+class Fields(Protocol):
+    """What an entry reads of the study's `scheduler:` section (`model.Scheduler`)."""
+
+    @property
+    def grace_epochs(self) -> int: ...
+
+    @property
+    def reduction_factor(self) -> float: ...
+
+
+Kwargs = Callable[[Fields, int], dict[str, Any]]  # (the study's fields, epochs) -> kwargs
+Plan = Callable[[Fields, int], str]
 
 
 @dataclass(frozen=True)
