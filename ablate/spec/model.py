@@ -17,7 +17,7 @@ from typing import Any
 
 from ablate.overrides import GROUPS, to_override
 from ablate.spec import samplers, schedulers
-from ablate.spec.fields import keys, knob
+from ablate.spec.fields import knob, knobs
 
 DISTRIBUTIONS = ("values", "value", "uniform", "int_uniform", "log_uniform_values", "q_uniform")
 PARAMETER_KEYS = ("values", "value", "distribution", "min", "max", "q")  # a parameter's body
@@ -71,7 +71,6 @@ class Search:
     algorithm: str = knob("tpe", "the sampler that proposes configurations", choices=samplers.names)
     trials: int = knob(10, "how many configurations to try (grid: all of them)", minimum=1)
     max_concurrent: int = knob(2, "how many configurations run at once", minimum=1)
-    # the searcher's own seed, so a study's sampling is reproducible
     seed: int = knob(0, "the sampler's seed, so a study's sampling is reproducible", minimum=0)
 
 
@@ -245,4 +244,4 @@ def _gpu_text(resources: Resources) -> str:
     return f"{resources.gpu:g} GPU"
 
 
-TOP_KEYS = keys(StudySpec)
+TOP_KEYS = tuple(k.name for k in knobs(StudySpec))  # the file's top-level keys
