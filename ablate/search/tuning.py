@@ -3,7 +3,8 @@
 The searcher is always Ray's `OptunaSearch` with the sampler from `space.make_sampler` (tpe,
 random or grid), behind a `ConcurrencyLimiter`; the scheduler is built from its entry in
 `spec.schedulers`, with the epoch (one `report` per epoch) as the fidelity. Final MLflow statuses
-are written from the driver (`_StatusCallback`), because a stopped trial's worker may never run another line.
+are written from the driver (`_StatusCallback`), because a stopped trial's worker may never run
+another line.
 """
 
 from __future__ import annotations
