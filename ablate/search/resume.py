@@ -104,8 +104,8 @@ def extension(spec: StudySpec, study_dir: results.Location, invocation: int) -> 
     """A new Ray experiment that continues from what the results table holds."""
     ray_dir = results.join(study_dir, "ray", f"{spec.name}-{invocation}")
     finished = finished_configs(spec, study_dir)
-    if spec.search.algorithm == "grid" or not finished:
-        # the grid runs again: finished cells are reused, not retrained
+    if spec.sampler.exhaustive or not finished:
+        # a grid (an exhaustive sampler) runs again: finished cells are reused, not retrained
         return Launch(ray_dir, invocation=invocation)
     configs = [params for params, _, _ in finished]
     if all(set(spec.seeds) <= seeds for _, seeds, _ in finished):

@@ -1,7 +1,7 @@
 """Optuna lives here and only here: spec parameters -> distributions, algorithm -> sampler.
 
-Ray's `OptunaSearch` wraps the result, so tpe, random and grid are one code path with three
-Optuna samplers. Categorical choices Optuna cannot store (lists, e.g. an MPL carry schedule) are
+Ray's `OptunaSearch` wraps the result, so every sampler of the `spec.samplers` table is one code
+path. Categorical choices Optuna cannot store (lists, e.g. an MPL carry schedule) are
 encoded as JSON strings and decoded with `decode` before a trial composes its config.
 """
 
@@ -19,6 +19,8 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
+
+from ablate.spec.samplers import SamplerInputs
 
 if TYPE_CHECKING:
     from ablate.spec import Parameter, StudySpec
@@ -44,23 +46,15 @@ def _distribution(p: Parameter) -> BaseDistribution:
 
 
 def make_sampler(spec: StudySpec, invocation: int = 1) -> optuna.samplers.BaseSampler:
-    """tpe (default), random, or grid over every combination of `values`.
+    """The Optuna sampler of the study's `search.algorithm`, from its entry in `spec.samplers`.
 
     Each invocation of a study (an extension) draws from its own stream, so it does not propose
     again the configurations the earlier invocations drew.
     """
-    seed = spec.search.seed + invocation - 1
-    if spec.search.algorithm == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if spec.search.algorithm == "grid":
-        grid = {p.key: [_encode(v) for v in p.values] for p in spec.search_parameters()}
-        return optuna.samplers.GridSampler(grid, seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=_startup_trials(spec))
-
-
-def _startup_trials(spec: StudySpec) -> int:
-    # TPE models nothing until it has seen some trials; keep a few random ones on small budgets
-    return max(2, min(10, spec.search.trials // 3))
+    grid = {p.key: [_encode(v) for v in p.values] for p in spec.search_parameters()}
+    inputs = SamplerInputs(spec.search.seed + invocation - 1, spec.search.trials, grid)
+    entry = spec.sampler
+    return getattr(optuna.samplers, entry.optuna_class)(**entry.kwargs(inputs))
 
 
 def decode(params: dict[str, Any]) -> dict[str, Any]:

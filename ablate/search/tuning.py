@@ -1,9 +1,10 @@
 """Ray Tune lives here and only here: run a validated study and collect its outcome.
 
 The searcher is always Ray's `OptunaSearch` with the sampler from `space.make_sampler` (tpe,
-random or grid), behind a `ConcurrencyLimiter`; the scheduler comes from `SCHEDULERS`, with the
-epoch (one `report` per epoch) as the fidelity. Final MLflow statuses are written from the driver
-(`_StatusCallback`), because a stopped trial's worker may never run another line.
+random or grid), behind a `ConcurrencyLimiter`; the scheduler is built from its entry in
+`spec.schedulers`, with the epoch (one `report` per epoch) as the fidelity. Final MLflow statuses
+are written from the driver (`_StatusCallback`), because a stopped trial's worker may never run
+another line.
 """
 
 from __future__ import annotations
@@ -17,14 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import ray
+import ray.tune.schedulers
 from ray import tune
-from ray.tune.schedulers import (
-    ASHAScheduler,
-    FIFOScheduler,
-    HyperBandScheduler,
-    MedianStoppingRule,
-    TrialScheduler,
-)
+from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.stopper import Stopper
@@ -34,7 +30,7 @@ from ablate.errors import ConfigError
 from ablate.search import space, trial_body
 from ablate.search.outcome import StudyOutcome, TrialOutcome, error_line, status_of, trial_name
 from ablate.search.resume import Launch
-from ablate.spec import Scheduler, StudySpec
+from ablate.spec import Scheduler, StudySpec, schedulers
 from ablate.tracking import Tracker
 
 FIDELITY = "training_iteration"  # one report per epoch, so iterations are epochs
@@ -43,21 +39,12 @@ log = logging.getLogger("ablate")
 _NUMBERS: dict[str, int] = {}  # Ray trial id -> Optuna's trial number 0, 1, 2, ... (names t000)
 _DRIVER: dict[str, str] = {}  # "cwd": the driver's working directory, while it holds Ray
 
-SCHEDULERS: dict[str, Callable[[Scheduler, int], TrialScheduler]] = {
-    "asha": lambda s, epochs: ASHAScheduler(
-        time_attr=FIDELITY,
-        max_t=epochs,
-        grace_period=s.grace_epochs,
-        reduction_factor=s.reduction_factor,
-    ),
-    "median": lambda s, epochs: MedianStoppingRule(
-        time_attr=FIDELITY, grace_period=s.grace_epochs, min_samples_required=3
-    ),
-    "hyperband": lambda s, epochs: HyperBandScheduler(
-        time_attr=FIDELITY, max_t=epochs, reduction_factor=s.reduction_factor
-    ),
-    "none": lambda s, epochs: FIFOScheduler(),
-}
+
+def make_scheduler(s: Scheduler, epochs: int) -> TrialScheduler:
+    """The Ray scheduler of the study's `scheduler.type`, from its entry in `spec.schedulers`."""
+    entry = schedulers.SCHEDULERS[s.type]
+    kwargs = entry.kwargs(s, epochs) | ({"time_attr": FIDELITY} if entry.fidelity else {})
+    return getattr(ray.tune.schedulers, entry.ray_class)(**kwargs)
 
 
 def connect(address: str | None) -> None:
@@ -202,7 +189,7 @@ def _tune_config(spec: StudySpec, epochs: int, launch: Launch) -> tune.TuneConfi
         metric=spec.metric.name,
         mode=spec.metric.mode,
         search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
-        scheduler=SCHEDULERS[spec.scheduler.type](spec.scheduler, epochs),
+        scheduler=make_scheduler(spec.scheduler, epochs),
         num_samples=spec.num_trials if launch.num_trials is None else launch.num_trials,
         trial_name_creator=_name_of,
         trial_dirname_creator=lambda t: f"{_name_of(t)}_{t.trial_id}",

@@ -1,5 +1,7 @@
-"""Study files: the model (`model`), loading with file:line positions and validation
-(`validate`), and the composition of every trial the file asks for (`check_trials`)."""
+"""Study files: the format declared once (`model`, read through `fields`), the scheduler and
+sampler tables (`schedulers`, `samplers`), loading with file:line positions and validation
+(`reading`, `validate`), the composition of every trial the file asks for (`check_trials`), and
+the JSON Schema (`schema`)."""
 
 from __future__ import annotations
 

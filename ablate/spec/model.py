@@ -11,19 +11,16 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ablate.overrides import GROUPS, to_override
+from ablate.spec import samplers, schedulers
+from ablate.spec.fields import knob, knobs
 
-TOP_KEYS = (
-    *("name", "description", "method", "base", "metric", "parameters", "seeds"),
-    *("search", "scheduler", "resources", "ablation", "retries"),
-)
 DISTRIBUTIONS = ("values", "value", "uniform", "int_uniform", "log_uniform_values", "q_uniform")
-ALGORITHMS = ("tpe", "random", "grid")
-SCHEDULERS = ("asha", "median", "hyperband", "none")
+PARAMETER_KEYS = ("values", "value", "distribution", "min", "max", "q")  # a parameter's body
 GOALS = ("maximize", "minimize")
 DESIGNS = ("ofat", "factorial")
 METRICS = tuple(f"{s}/{m}" for s in ("val", "test") for m in ("base", "new", "hm")) + (
@@ -55,10 +52,14 @@ class Parameter:
         return list(self.values) if self.is_discrete else [self.min, self.max]
 
 
+# The study format, declared once: each section's keys, types, defaults, bounds and choices.
+# Validation (validate.py) and the JSON Schema (schema.py) read these through `fields.knobs`.
+
+
 @dataclass(frozen=True)
 class Metric:
-    name: str = "val/hm"
-    goal: str = "maximize"
+    name: str = knob("val/hm", "the metric to optimise, e.g. val/hm (see docs/datasets.md)")
+    goal: str = knob("maximize", "maximize or minimize the metric", choices=lambda: GOALS)
 
     @property
     def mode(self) -> str:
@@ -67,32 +68,40 @@ class Metric:
 
 @dataclass(frozen=True)
 class Search:
-    algorithm: str = "tpe"
-    trials: int = 10
-    max_concurrent: int = 2
-    seed: int = 0  # the searcher's own seed, so a study's sampling is reproducible
+    algorithm: str = knob("tpe", "the sampler that proposes configurations", choices=samplers.names)
+    trials: int = knob(10, "how many configurations to try (grid: all of them)", minimum=1)
+    max_concurrent: int = knob(2, "how many configurations run at once", minimum=1)
+    seed: int = knob(0, "the sampler's seed, so a study's sampling is reproducible", minimum=0)
 
 
 @dataclass(frozen=True)
 class Scheduler:
-    type: str = "asha"
-    max_epochs: int = 0  # 0 = the composed train.epochs
-    grace_epochs: int = 1
-    reduction_factor: float = 3.0
+    type: str = knob("asha", "the early-stopping scheduler", choices=schedulers.names)
+    # 0 = the composed train.epochs; a file that sets it gives at least 1
+    max_epochs: int = knob(0, "the most epochs a trial trains (default: train.epochs)", minimum=1)
+    grace_epochs: int = knob(1, "epochs every trial trains before it may be stopped", minimum=1)
+    reduction_factor: float = knob(
+        3.0, "keep 1/reduction_factor of the trials at each rung", minimum=1.01
+    )
 
 
 @dataclass(frozen=True)
 class Resources:
-    cpu: float = 1.0
-    gpu: float = 0.0  # with gpu_auto: 1, the most a trial may ask for before it is measured
-    gpu_auto: bool = False  # `gpu: auto`: a probe measures each configuration's share
+    cpu: float = knob(1.0, "CPUs per trial", minimum=0.0)
+    # with gpu_auto: 1, the most a trial may ask for before it is measured
+    gpu: float = knob(0.0, "GPUs per trial (a fraction shares one), or auto", minimum=0.0)
+    gpu_auto: bool = knob(False, file=False)  # `gpu: auto`: a probe measures each config's share
 
 
 @dataclass(frozen=True)
 class Ablation:
-    design: str
-    base: dict[str, Any]
-    variants: dict[str, dict[str, Any]]
+    design: str = knob(
+        "ofat", "ofat: one factor at a time; factorial: every combination", choices=lambda: DESIGNS
+    )
+    base: dict[str, Any] = knob(help="the ablated keys' base values", factory=dict)
+    variants: dict[str, dict[str, Any]] = knob(
+        help="variant name -> the keys it changes from the base", factory=dict
+    )
 
     def configurations(self) -> dict[str, dict[str, Any]]:
         """Variant name -> the full set of ablated values (base first)."""
@@ -119,25 +128,25 @@ class Ablation:
         return configs
 
 
-@dataclass
+@dataclass(kw_only=True)
 class StudySpec:
     """A validated search-space file plus the command line's extra overrides."""
 
-    path: Path
-    text: str
-    name: str
-    method: str
-    description: str = ""
-    base: dict[str, Any] = field(default_factory=dict)
-    metric: Metric = field(default_factory=Metric)
-    parameters: list[Parameter] = field(default_factory=list)
-    seeds: list[int] = field(default_factory=lambda: [1])
-    search: Search = field(default_factory=Search)
-    scheduler: Scheduler = field(default_factory=Scheduler)
-    resources: Resources = field(default_factory=Resources)
-    ablation: Ablation | None = None
-    retries: int = 0
-    extra_overrides: list[str] = field(default_factory=list)
+    name: str = knob(help="the study's name (a folder name: letters, digits, '.', '_', '-')")
+    description: str = knob("", "one line on what the study asks")
+    method: str = knob(help="the registered method every trial trains")
+    base: dict[str, Any] = knob(help="dotted config keys every trial sets", factory=dict)
+    metric: Metric = knob(help="what the search optimises", factory=Metric)
+    parameters: list[Parameter] = knob(help="dotted config keys to search", factory=list)
+    seeds: list[int] = knob(help="each configuration runs once per seed", factory=lambda: [1])
+    search: Search = knob(help="how configurations are proposed", factory=Search)
+    scheduler: Scheduler = knob(help="when weak trials stop early", factory=Scheduler)
+    resources: Resources = knob(help="what one trial asks Ray for", factory=Resources)
+    ablation: Ablation | None = knob(None, "named variants searched as one categorical parameter")
+    retries: int = knob(0, "how often a failed trial is retried", minimum=0)
+    path: Path = knob(file=False)
+    text: str = knob(file=False)
+    extra_overrides: list[str] = knob(file=False, factory=list)
 
     @property
     def sha256(self) -> str:
@@ -174,7 +183,11 @@ class StudySpec:
 
     @property
     def num_trials(self) -> int:
-        return self.grid_size() if self.search.algorithm == "grid" else self.search.trials
+        return self.grid_size() if self.sampler.exhaustive else self.search.trials
+
+    @property
+    def sampler(self) -> samplers.SamplerEntry:
+        return samplers.SAMPLERS[self.search.algorithm]
 
     def max_epochs(self) -> int:
         if self.scheduler.max_epochs:
@@ -192,16 +205,7 @@ def describe_plan(spec: StudySpec) -> str:
 
     cfg = config.compose(spec.trial_overrides(_first_values(spec)))
     epochs = cfg.train.epochs
-    s = spec.scheduler
-    sched = {
-        "asha": f"ASHA: stop weak trials at rungs from epoch {s.grace_epochs}, keeping "
-        f"1/{s.reduction_factor:g} at each rung, up to {epochs} epochs",
-        "median": f"median stopping: stop a trial below the running median after "
-        f"{s.grace_epochs} epochs",
-        "hyperband": f"HyperBand: brackets with reduction factor {s.reduction_factor:g} up to "
-        f"{epochs} epochs",
-        "none": f"no early stopping: every trial trains {epochs} epochs",
-    }[s.type]
+    sched = schedulers.SCHEDULERS[spec.scheduler.type].plan(spec.scheduler, epochs)
     lines = [
         f"study      {spec.name}  ({spec.path}, sha256 {spec.sha256[:12]})",
         f"method     {spec.method}",
@@ -238,3 +242,6 @@ def _gpu_text(resources: Resources) -> str:
     if resources.gpu_auto:
         return "a GPU share measured per configuration (gpu: auto)"
     return f"{resources.gpu:g} GPU"
+
+
+TOP_KEYS = tuple(k.name for k in knobs(StudySpec))  # the file's top-level keys

@@ -12,19 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ablate import overrides
 from ablate.errors import Problem, SpecError
+from ablate.spec.fields import keys
 from ablate.spec.model import (
-    ALGORITHMS,
-    DESIGNS,
     DISTRIBUTIONS,
-    GOALS,
     METRIC_PATTERN,
     METRICS,
     NAME_PATTERN,
-    SCHEDULERS,
+    PARAMETER_KEYS,
     TOP_KEYS,
     VARIANT_KEY,
     Ablation,
@@ -36,6 +32,7 @@ from ablate.spec.model import (
     StudySpec,
     freeze,
 )
+from ablate.spec.reading import FileChecks, kind, knob_of
 
 
 def load(path: str | Path, extra_overrides: list[str] | None = None) -> StudySpec:
@@ -73,53 +70,9 @@ def _absolute_roots(spec: StudySpec) -> None:
             spec.extra_overrides[index] = overrides.to_override(key, str(Path(bare).resolve()))
 
 
-class _Checker:
-    """Collects every problem of one file instead of stopping at the first."""
+class _Checker(FileChecks):
+    """The study's own checks, on top of reading the file and the declared values."""
 
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.problems: list[Problem] = []
-        self.lines: dict[str, int] = {}
-
-    def add(self, key: str, reason: str) -> None:
-        line = self.lines.get(key) or self.lines.get(key.split(".")[0])
-        self.problems.append(Problem(self.file, key, reason, line))
-
-    # -- reading
-    def read(self, path: Path) -> str:
-        try:
-            return path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            self.add("", "file not found")
-        except IsADirectoryError:
-            self.add("", "is a directory, expected a YAML file")
-        except (OSError, UnicodeDecodeError) as err:
-            self.add("", f"cannot read the file: {err}")
-        return ""
-
-    def parse(self, text: str) -> dict[str, Any] | None:
-        if self.problems:
-            return None
-        keys = _KeyWalk()
-        try:
-            raw = yaml.safe_load(text)
-            keys.walk(yaml.compose(text))
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            line = mark.line + 1 if mark else None
-            reason = getattr(err, "problem", None) or str(err)
-            self.problems.append(Problem(self.file, "", f"invalid YAML: {reason}", line))
-            return None
-        self.lines = keys.lines
-        for key, first, again in keys.duplicates:
-            reason = f"duplicate key (lines {first} and {again}); YAML would keep only the last"
-            self.problems.append(Problem(self.file, key, reason, again))
-        if not isinstance(raw, dict):
-            self.add("", f"expected a mapping of study keys, got {_kind(raw)}")
-            return None
-        return raw
-
-    # -- shape
     def build(
         self, path: Path, text: str, raw: dict[str, Any], extra: list[str]
     ) -> StudySpec | None:
@@ -156,10 +109,10 @@ class _Checker:
             scheduler=self.scheduler(raw),
             resources=self.resources(raw),
             ablation=self.ablation(raw),
-            retries=self.integer(raw, "retries", 0, minimum=0),
+            retries=self.value(raw, knob_of(StudySpec, "retries"), "retries"),
             extra_overrides=extra,
         )
-        if spec.search.algorithm == "grid":
+        if spec.sampler.exhaustive:
             for p in spec.parameters:
                 if not p.is_discrete:
                     self.add(f"parameters.{p.key}", "grid search needs `values` (or `value`)")
@@ -176,67 +129,24 @@ class _Checker:
                 self.add("overrides", f"{item!r} sets a searched parameter; remove one of the two")
         return spec
 
-    def string(self, raw: dict, key: str, required: bool = False) -> str | None:
-        value = raw.get(key)
-        if value is None:
-            if required:
-                self.add(key, "required")
-            return None
-        if not isinstance(value, str) or not value.strip():
-            self.add(key, f"expected a non-empty string, got {_kind(value)}")
-            return None
-        return value
-
-    def mapping(self, raw: dict, key: str, where: str | None = None) -> dict[str, Any]:
-        value = raw.get(key)
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            self.add(where or key, f"expected a mapping, got {_kind(value)}")
-            return {}
-        return value
-
-    def integer(self, raw: dict, key: str, default: int, minimum: int, where: str = "") -> int:
-        value = raw.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.add(where or key, f"expected an integer >= {minimum}, got {value!r}")
-            return default
-        return value
-
-    def number(self, raw: dict, key: str, default: float, minimum: float, where: str) -> float:
-        value = raw.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-            self.add(where, f"expected a number >= {minimum}, got {value!r}")
-            return default
-        return float(value)
-
-    def choice(self, raw: dict, key: str, default: str, choices: tuple, where: str) -> str:
-        value = raw.get(key, default)
-        if value not in choices:
-            self.add(where, f"{value!r} is not one of {', '.join(choices)}")
-            return default
-        return value
-
-    def unknown(self, raw: dict, allowed: tuple[str, ...], where: str) -> None:
-        for key in raw:
-            if key not in allowed:
-                self.add(f"{where}.{key}", f"unknown key; expected one of {', '.join(allowed)}")
-
     def metric(self, raw: dict) -> Metric:
-        m = self.mapping(raw, "metric")
-        self.unknown(m, ("name", "goal"), "metric")
-        name = m.get("name", "val/hm")
+        return Metric(**self.section(raw, "metric", Metric, {"name": self.metric_name}))
+
+    def metric_name(self, raw: dict, where: str) -> str:
+        default = knob_of(Metric, "name").default
+        name = raw.get("name", default)
         if not isinstance(name, str) or not METRIC_PATTERN.match(name):
             self.add(
-                "metric.name",
+                where,
                 f"{name!r} is not one of {', '.join(METRICS)} (or, for other "
                 "protocols and datasets, their metrics: see docs/datasets.md)",
             )
-            name = "val/hm"
-        return Metric(name, self.choice(m, "goal", "maximize", GOALS, "metric.goal"))
+            return default
+        return name
 
     def seeds(self, raw: dict) -> list[int]:
-        seeds = raw.get("seeds", [1])
+        default = knob_of(StudySpec, "seeds").default
+        seeds = raw.get("seeds", default)
         ok = (
             isinstance(seeds, list)
             and seeds
@@ -244,52 +154,40 @@ class _Checker:
         )
         if not ok:
             self.add("seeds", f"expected a non-empty list of integers >= 0, got {seeds!r}")
-            return [1]
+            return default
         if len(set(seeds)) != len(seeds):
             self.add("seeds", f"repeated seeds in {seeds}")
         return seeds
 
     def search(self, raw: dict) -> Search:
-        s = self.mapping(raw, "search")
-        self.unknown(s, ("algorithm", "trials", "max_concurrent", "seed"), "search")
-        return Search(
-            algorithm=self.choice(s, "algorithm", "tpe", ALGORITHMS, "search.algorithm"),
-            trials=self.integer(s, "trials", 10, 1, "search.trials"),
-            max_concurrent=self.integer(s, "max_concurrent", 2, 1, "search.max_concurrent"),
-            seed=self.integer(s, "seed", 0, 0, "search.seed"),
-        )
+        return Search(**self.section(raw, "search", Search))
 
     def scheduler(self, raw: dict) -> Scheduler:
-        s = self.mapping(raw, "scheduler")
-        allowed = ("type", "max_epochs", "grace_epochs", "reduction_factor")
-        self.unknown(s, allowed, "scheduler")
-        sched = Scheduler(
-            type=self.choice(s, "type", "asha", SCHEDULERS, "scheduler.type"),
-            max_epochs=self.integer(s, "max_epochs", 0, 1, "scheduler.max_epochs")
-            if "max_epochs" in s
-            else 0,
-            grace_epochs=self.integer(s, "grace_epochs", 1, 1, "scheduler.grace_epochs"),
-            reduction_factor=self.number(
-                s, "reduction_factor", 3.0, 1.01, "scheduler.reduction_factor"
-            ),
-        )
+        sched = Scheduler(**self.section(raw, "scheduler", Scheduler))
         if sched.max_epochs and sched.grace_epochs > sched.max_epochs:
             self.add("scheduler.grace_epochs", "must be <= scheduler.max_epochs")
         return sched
 
     def resources(self, raw: dict) -> Resources:
-        r = self.mapping(raw, "resources")
-        self.unknown(r, ("cpu", "gpu"), "resources")
-        cpu = self.number(r, "cpu", 1.0, 0.0, "resources.cpu")
-        if r.get("gpu") == "auto":  # measured per configuration before its trial starts
+        found = self.section(raw, "resources", Resources, {"gpu": self.gpu})
+        cpu, gpu = found["cpu"], found["gpu"]
+        if gpu == "auto":  # measured per configuration before its trial starts
             return Resources(cpu, gpu=1.0, gpu_auto=True)
-        if isinstance(r.get("gpu"), str):
-            self.add("resources.gpu", f"expected a number >= 0 or auto, got {r['gpu']!r}")
+        if gpu is None:  # not a number: reported by `gpu`
             return Resources(cpu)
-        gpu = self.number(r, "gpu", 0.0, 0.0, "resources.gpu")
         if cpu == 0 and gpu == 0:
             self.add("resources", "a trial needs some cpu or gpu")
         return Resources(cpu, gpu)
+
+    def gpu(self, raw: dict, where: str) -> float | str | None:
+        """A number, or `auto`; None for a string that is neither (reported here)."""
+        value = raw.get("gpu")
+        if value == "auto":
+            return value
+        if isinstance(value, str):
+            self.add(where, f"expected a number >= 0 or auto, got {value!r}")
+            return None
+        return self.value(raw, knob_of(Resources, "gpu"), where)
 
     def parameters(self, raw: dict) -> list[Parameter]:
         params = []
@@ -304,7 +202,7 @@ class _Checker:
                 )
                 continue
             if not isinstance(body, dict):
-                self.add(where, f"expected a mapping such as {{values: [...]}}, got {_kind(body)}")
+                self.add(where, f"expected a mapping such as {{values: [...]}}, got {kind(body)}")
                 continue
             param = self.parameter(key, body, where)
             if param is not None:
@@ -312,13 +210,13 @@ class _Checker:
         return params
 
     def parameter(self, key: str, body: dict, where: str) -> Parameter | None:
-        self.unknown(body, ("values", "value", "distribution", "min", "max", "q"), where)
+        self.unknown(body, PARAMETER_KEYS, where)
         if "values" in body or "value" in body:
             if "values" in body and "value" in body:
                 self.add(where, "give either `values` or `value`, not both")
             values = body["values"] if "values" in body else [body["value"]]
             if not isinstance(values, list) or not values:
-                self.add(f"{where}.values", f"expected a non-empty list, got {_kind(values)}")
+                self.add(f"{where}.values", f"expected a non-empty list, got {kind(values)}")
                 return None
             if "distribution" in body or "min" in body or "max" in body:
                 self.add(where, "`values` takes no distribution, min or max")
@@ -360,8 +258,8 @@ class _Checker:
         if raw.get("ablation") is None:
             return None
         a = self.mapping(raw, "ablation")
-        self.unknown(a, ("design", "base", "variants"), "ablation")
-        design = self.choice(a, "design", "ofat", DESIGNS, "ablation.design")
+        self.unknown(a, keys(Ablation), "ablation")
+        design = self.value(a, knob_of(Ablation, "design"), "ablation.design")
         base = self.mapping(a, "base", "ablation.base")
         variants = self.mapping(a, "variants", "ablation.variants")
         if not variants:
@@ -393,54 +291,3 @@ class _Checker:
             )
         if spec.scheduler.grace_epochs > epochs:
             self.add("scheduler.grace_epochs", f"must be <= train.epochs ({epochs})")
-
-
-def _kind(value: Any) -> str:
-    return "nothing" if value is None else f"{type(value).__name__} {value!r}"[:80]
-
-
-class _KeyWalk:
-    """One walk over a composed YAML document: the line of every dotted key (the last one if
-    repeated) and every key given twice in one mapping as (dotted key, first line, again)."""
-
-    def __init__(self) -> None:
-        self.lines: dict[str, int] = {}
-        self.duplicates: list[tuple[str, int, int]] = []
-        self._walked: set[int] = set()
-
-    def walk(self, node: yaml.Node, prefix: str = "", within: tuple[yaml.Node, ...] = ()) -> None:
-        if any(node is outer for outer in within):  # `&x {a: *x}` would never end
-            raise yaml.composer.ComposerError(
-                problem="an anchor used inside itself (a recursive alias)",
-                problem_mark=node.start_mark,
-            )
-        if id(node) in self._walked:  # an alias: walked once, however often it is used
-            return
-        self._walked.add(id(node))
-        within = (*within, node)
-        if isinstance(node, yaml.SequenceNode):  # no keys of its own, maybe mappings inside
-            for item in node.value:
-                self.walk(item, prefix, within)
-        elif isinstance(node, yaml.MappingNode):
-            self._mapping(node, prefix, within)
-
-    def _mapping(self, node: yaml.MappingNode, prefix: str, within: tuple) -> None:
-        first: dict[Any, int] = {}
-        for key_node, value_node in node.value:
-            key = f"{prefix}{key_node.value}"
-            line = key_node.start_mark.line + 1
-            if key_node.tag != "tag:yaml.org,2002:merge":  # `<<: *anchor` merges, not repeats
-                identity = _key_identity(key_node)
-                if identity in first:
-                    self.duplicates.append((key, first[identity], line))
-                first.setdefault(identity, line)
-            self.lines[key] = line
-            self.walk(value_node, f"{key}.", within)
-
-
-def _key_identity(node: yaml.Node) -> Any:
-    """The key as the loader builds it: `1` and `01`, or `true` and `yes`, are one key."""
-    try:
-        return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
-    except (yaml.YAMLError, TypeError):
-        return (node.tag, str(node.value))

@@ -1,13 +1,18 @@
-"""No input makes the loader crash: every malformed file is a SpecError, never a traceback."""
+"""No input makes the loader crash: every malformed file is a SpecError, never a traceback; and a
+file the loader accepts, the JSON Schema accepts too (the schema is never the stricter)."""
 
 from __future__ import annotations
 
+import functools
+
+import jsonschema
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ablate import spec as specs
 from ablate.errors import SpecError
+from ablate.spec.schema import json_schema
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-5, 50), st.floats(), st.text(max_size=12)
@@ -55,11 +60,17 @@ def load_text(tmp_path, text: str) -> None:
     except SpecError as err:
         problems = err.problems
     else:
+        schema().validate(yaml.safe_load(text))
         return
     assert problems
     assert all(p.reason for p in problems)
     order = [(p.line is None, p.line or 0) for p in problems]
     assert order == sorted(order), "problems are listed by line, those without one last"
+
+
+@functools.cache
+def schema() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(json_schema())
 
 
 @settings(

@@ -13,7 +13,7 @@ from ablate.cli import main
 from ablate.errors import SpecError
 from ablate.spec import check_trials
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 BAD = sorted((REPO / "tests/data/bad_specs").glob("*.yaml"))
 SHIPPED = sorted((REPO / "search_spaces").glob("*.yaml"))
 
