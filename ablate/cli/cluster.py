@@ -36,6 +36,27 @@ examples:
       --tracking-uri http://MLFLOW:5000 --storage s3://bucket/ablate --follow
 """
 
+JOB_COMMANDS = {  # name: (help, description, example); each finds a job by study name or id
+    "status": (
+        "status of studies submitted to a Ray cluster",
+        "Without JOB: every study job on the cluster, newest first. With a study name: its "
+        "latest job; or a job id.",
+        "ablate status quickstart --address http://HEAD:8265",
+    ),
+    "logs": (
+        "logs of a submitted study",
+        "The driver's output of a study's latest job (or a job id): the plan, Ray Tune's trial "
+        "table, the summary.",
+        "ablate logs quickstart --follow --address http://HEAD:8265",
+    ),
+    "stop": (
+        "stop a submitted study",
+        "Stop a study's running job (or a job id). The driver gets SIGINT and records the "
+        "study as interrupted; submit the same file again to resume it.",
+        "ablate stop quickstart --address http://HEAD:8265",
+    ),
+}
+
 ADDRESS_HELP = (
     "the cluster's dashboard (Jobs API), http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS, "
     "else $RAY_ADDRESS, else http://127.0.0.1:8265)"
@@ -80,39 +101,23 @@ def add_parsers(commands: Commands) -> None:
     submit.add_argument("--follow", action="store_true", help="stream the job's logs until it ends")
     submit.set_defaults(func=cmd_submit)
 
-    status = commands.add_parser(
-        "status",
-        help="status of studies submitted to a Ray cluster",
-        description="Without JOB: every study job on the cluster, newest first. With a study "
-        "name: its latest job; or a job id.",
-        epilog="example:\n  ablate status quickstart --address http://HEAD:8265",
-        parents=[address],
+    parsers = {}
+    for name, (summary, description, example) in JOB_COMMANDS.items():
+        parsers[name] = commands.add_parser(
+            name,
+            help=summary,
+            description=description,
+            epilog=f"example:\n  {example}",
+            parents=[address],
+        )
+        optional = "?" if name == "status" else None  # status alone lists every study's job
+        parsers[name].add_argument(
+            "job", nargs=optional, metavar="JOB", help="study name or job id"
+        )
+        parsers[name].set_defaults(func=cmd_job)
+    parsers["logs"].add_argument(
+        "--follow", "-f", action="store_true", help="stream until the job ends"
     )
-    status.add_argument("job", nargs="?", metavar="JOB", help="study name or job id")
-    status.set_defaults(func=cmd_status)
-
-    logs = commands.add_parser(
-        "logs",
-        help="logs of a submitted study",
-        description="The driver's output of a study's latest job (or a job id): the plan, Ray "
-        "Tune's trial table, the summary.",
-        epilog="example:\n  ablate logs quickstart --follow --address http://HEAD:8265",
-        parents=[address],
-    )
-    logs.add_argument("job", metavar="JOB", help="study name or job id")
-    logs.add_argument("--follow", "-f", action="store_true", help="stream until the job ends")
-    logs.set_defaults(func=cmd_logs)
-
-    stop = commands.add_parser(
-        "stop",
-        help="stop a submitted study",
-        description="Stop a study's running job (or a job id). The driver gets SIGINT and "
-        "records the study as interrupted; submit the same file again to resume it.",
-        epilog="example:\n  ablate stop quickstart --address http://HEAD:8265",
-        parents=[address],
-    )
-    stop.add_argument("job", metavar="JOB", help="study name or job id")
-    stop.set_defaults(func=cmd_stop)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -137,19 +142,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     )
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def cmd_job(args: argparse.Namespace) -> int:
+    """`ablate status | logs | stop`: the Jobs API call of the same name."""
     from ablate.cluster import jobs
 
-    return jobs.status(args.address, args.job)
-
-
-def cmd_logs(args: argparse.Namespace) -> int:
-    from ablate.cluster import jobs
-
-    return jobs.logs(args.address, args.job, follow=args.follow)
-
-
-def cmd_stop(args: argparse.Namespace) -> int:
-    from ablate.cluster import jobs
-
-    return jobs.stop(args.address, args.job)
+    if args.command == "logs":
+        return jobs.logs(args.address, args.job, follow=args.follow)
+    return {"status": jobs.status, "stop": jobs.stop}[args.command](args.address, args.job)

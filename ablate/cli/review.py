@@ -11,49 +11,49 @@ from pathlib import Path
 
 from ablate.cli.parser import Commands, results_dir_option, tracking_option
 
-
-def add_parsers(commands: Commands) -> None:
-    tracking, results_dir = tracking_option(), results_dir_option()
-    ui = commands.add_parser(
-        "ui",
-        help="open a study in the MLflow UI",
-        description="Start the MLflow UI on the study's tracking store (bound to 127.0.0.1 "
-        "unless --host says otherwise) and print direct links to the study's experiment and "
-        "its latest study run. With a remote tracking server, only print the links. An unknown "
-        "study, or no store, is an error that names the studies there are.",
-        parents=[tracking, results_dir],
-    )
-    ui.add_argument("study", nargs="?", help="study name (default: the latest study)")
-    ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
-    ui.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
-    ui.set_defaults(func=cmd_ui)
-
-    sync = commands.add_parser(
-        "sync",
-        help="deliver MLflow calls a study spooled while the tracking server was unreachable",
-        description="While MLflow is unreachable, trials keep training and their tracking calls "
-        "wait in RESULTS_DIR/STUDY/mlflow-spool/ (the Parquet table has every metric either "
-        "way). This delivers them, in order, once the server is back.",
-        parents=[tracking, results_dir],
-    )
-    sync.add_argument("study", help="study name (its folder under --results-dir)")
-    sync.set_defaults(func=cmd_sync)
-
-    report = commands.add_parser(
-        "report",
-        help="tables, statistics, plots and prompt inspection of a study",
-        description="Analyse a study from its results table: ablation table (Markdown, LaTeX, "
-        "CSV) with 95% CIs over seeds and Holm-corrected paired t-tests, factor effects, "
-        "parameter importance, learning curves, parallel coordinates, learned prompts, and one "
+STUDY_COMMANDS = {  # name: (help, description, the study argument's help)
+    "ui": (
+        "open a study in the MLflow UI",
+        "Start the MLflow UI on the study's tracking store (bound to 127.0.0.1 unless --host "
+        "says otherwise) and print direct links to the study's experiment and its latest study "
+        "run. With a remote tracking server, only print the links. An unknown study, or no "
+        "store, is an error that names the studies there are.",
+        "study name (default: the latest study)",
+    ),
+    "sync": (
+        "deliver MLflow calls a study spooled while the tracking server was unreachable",
+        "While MLflow is unreachable, trials keep training and their tracking calls wait in "
+        "RESULTS_DIR/STUDY/mlflow-spool/ (the Parquet table has every metric either way). This "
+        "delivers them, in order, once the server is back.",
+        "study name (its folder under --results-dir)",
+    ),
+    "report": (
+        "tables, statistics, plots and prompt inspection of a study",
+        "Analyse a study from its results table: ablation table (Markdown, LaTeX, CSV) with "
+        "95% CIs over seeds and Holm-corrected paired t-tests, factor effects, parameter "
+        "importance, learning curves, parallel coordinates, learned prompts, and one "
         "self-contained report.html. Writes RESULTS_DIR/STUDY/report/, logs it to the study's "
         "MLflow parent run, and rebuilds RESULTS_DIR/STUDY/optuna.db for optuna-dashboard.",
-        parents=[tracking, results_dir],
-    )
-    report.add_argument(
-        "study",
-        help="study name (a folder under --results-dir), a folder path, or a study on shared "
+        "study name (a folder under --results-dir), a folder path, or a study on shared "
         "storage (s3://bucket/prefix/STUDY: copied to --results-dir first)",
-    )
+    ),
+}
+
+
+def add_parsers(commands: Commands) -> None:
+    parents = [tracking_option(), results_dir_option()]
+    funcs = {"ui": cmd_ui, "sync": cmd_sync, "report": cmd_report}
+    parsers = {}
+    for name, (summary, description, study_help) in STUDY_COMMANDS.items():
+        parsers[name] = commands.add_parser(
+            name, help=summary, description=description, parents=parents
+        )
+        optional = "?" if name == "ui" else None  # ui alone opens the latest study
+        parsers[name].add_argument("study", nargs=optional, help=study_help)
+        parsers[name].set_defaults(func=funcs[name])
+    ui, report = parsers["ui"], parsers["report"]
+    ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
     report.add_argument(
         "--importance",
         default="fanova",
@@ -61,7 +61,6 @@ def add_parsers(commands: Commands) -> None:
         help="Optuna importance evaluator (default: fanova)",
     )
     report.add_argument("--no-mlflow", action="store_true", help="read and log nothing in MLflow")
-    report.set_defaults(func=cmd_report)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
