@@ -7,14 +7,19 @@ The driver's calls are exported here."""
 
 from __future__ import annotations
 
-from ablate.search.tuning.callbacks import PendingNotice
+from ablate.search.tuning.callbacks import PendingNotice, StatusCallback
 from ablate.search.tuning.connection import (
     can_restore,
     connect,
     disconnect,
     reenter_working_dir,
 )
-from ablate.search.tuning.runner import run_study
+from ablate.search.tuning.runner import NumberedOptunaSearch, run_study
+
+# Tune pickles the searcher and the callbacks with a study's experiment (tuner.pkl), by class
+# path: a study interrupted before tuning/ was a package restores through its old names.
+_NumberedOptunaSearch = NumberedOptunaSearch
+_StatusCallback = StatusCallback
 
 __all__ = [
     "PendingNotice",

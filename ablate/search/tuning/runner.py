@@ -109,7 +109,7 @@ def run_study(
 
 def _tune_config(spec: StudySpec, epochs: int, launch: Launch) -> tune.TuneConfig:
     prior = launch.prior
-    searcher = _NumberedOptunaSearch(
+    searcher = NumberedOptunaSearch(
         space=space.to_distributions(spec.search_parameters()),
         sampler=space.make_sampler(spec, launch.invocation),
         metric=spec.metric.name,
@@ -132,7 +132,7 @@ def _tune_config(spec: StudySpec, epochs: int, launch: Launch) -> tune.TuneConfi
     )
 
 
-class _NumberedOptunaSearch(OptunaSearch):
+class NumberedOptunaSearch(OptunaSearch):
     """OptunaSearch that notes Optuna's trial number of each trial, to name trials by it. The
     number stays out of the config, so Tune's tables show only the searched parameters. The
     Optuna storage is ours, so the number is read through Optuna's public API; it is pickled with
