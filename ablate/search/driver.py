@@ -9,13 +9,14 @@ import logging
 import time
 from pathlib import Path
 
-from ablate import __version__, cluster_nodes, results, tracking
+from ablate import __version__, results, tracking
+from ablate.cluster import nodes
 from ablate.errors import ConfigError, UnknownStudy, local_studies
 from ablate.search import tuning
 from ablate.search.outcome import StudyOutcome
 from ablate.search.resume import Launch, StudyState, decide, extension, load_state
 from ablate.spec import StudySpec, describe_plan
-from ablate.spool import replay, stop_spooling
+from ablate.tracking.spool import replay, stop_spooling
 
 SPOOL_DIR = "mlflow-spool"  # tracking calls waiting for an unreachable MLflow (`ablate sync`)
 log = logging.getLogger("ablate")  # -q: warnings and the summary only; -v: every detail
@@ -38,7 +39,7 @@ def run_search(
     plan = describe_plan(spec)
     log.info("%s\n", plan)
     tuning.connect(address)
-    cluster_nodes.check_resources(spec)  # before anything is logged
+    nodes.check_resources(spec)  # before anything is logged
     check_cluster(storage, uri)
     tuning.reenter_working_dir()  # the checks ran tasks on every node (see reenter_working_dir)
     study_dir = results.study_location(storage or results_dir, spec.name)
@@ -54,34 +55,26 @@ def run_search(
     results.makedirs(study_dir)
     tracker, launch, state = _prepare(spec, mode, state, uri, study_dir, plan)
     if launch.num_trials is not None and launch.num_trials <= 0:
-        state.status = "finished"
-        state.save(study_dir)
-        tracker.finish_study({}, status="completed")
-        tuning.disconnect()
+        _close(state, study_dir, tracker, "finished", "completed")
         print(f"ablate: all {spec.num_trials} configurations of {spec.name!r} already finished.")
         return 0
     try:
         outcome = tuning.run_study(spec, tracker, study_dir, launch, system_metrics)
     except KeyboardInterrupt:
-        state.status = "interrupted"
-        state.save(study_dir)
-        tracker.finish_study({}, status="killed")
-        tuning.disconnect()
+        _close(state, study_dir, tracker, "interrupted", "killed")
         print(f"ablate: interrupted; run the same command again to resume ({study_dir})")
         return 130
     statuses = {t.trial_id: t.status for t in outcome.trials}
-    nodes = {t.trial_id: t.node for t in outcome.trials if t.node}
+    trial_nodes = {t.trial_id: t.node for t in outcome.trials if t.node}
     table_path = results.compact(
-        study_dir, statuses, nodes if cluster_nodes.node_count() > 1 else None
+        study_dir, statuses, trial_nodes if nodes.node_count() > 1 else None
     )
     _settle_tracking(tracker, statuses, study_dir)
     unfinished = any(t.status == "unfinished" for t in outcome.trials)
-    state.status = "interrupted" if unfinished else "finished"
-    state.save(study_dir)
     counts = {s: outcome.count(s) for s in ("completed", "pruned", "failed")}
     final = "killed" if unfinished else ("completed" if counts["completed"] else "failed")
-    tracker.finish_study(counts, status=final)
-    tuning.disconnect()  # Ray's held-back log lines come out now, before the summary
+    # Ray's held-back log lines come out as it lets go of Ray, before the summary
+    _close(state, study_dir, tracker, "interrupted" if unfinished else "finished", final, counts)
     print(summary(spec, outcome, table_path, tracker, time.monotonic() - started))
     if unfinished:
         print("ablate: the study was interrupted; run the same command again to resume it.")
@@ -89,11 +82,27 @@ def run_search(
     return 0 if counts["completed"] or counts["pruned"] else 1
 
 
+def _close(
+    state: StudyState,
+    study_dir: results.Location,
+    tracker: tracking.Tracker,
+    status: str,
+    run_status: str,
+    counts: dict[str, int] | None = None,
+) -> None:
+    """How the study ended, in study.json (`status`) and in its MLflow parent run (`run_status`,
+    with the trial counts); then let go of Ray."""
+    state.status = status
+    state.save(study_dir)
+    tracker.finish_study(counts or {}, status=run_status)
+    tuning.disconnect()
+
+
 def check_cluster(storage: str | None, uri: str) -> None:
     """On a cluster of several machines, trials write to storage and MLflow from every node:
     refuse a local results folder or a file-based tracking store (each machine would get its
     own), then check from every node that the storage is shared and MLflow answers."""
-    machines = cluster_nodes.machines()
+    machines = nodes.machines()
     if len(machines) > 1:
         problems = []
         if storage is None:
@@ -115,8 +124,8 @@ def check_cluster(storage: str | None, uri: str) -> None:
                 f"this Ray cluster has nodes on {len(machines)} machines ({where}):\n"
                 + "\n".join(f"  {p}" for p in problems)
             )
-    if storage is not None or cluster_nodes.node_count() > 1:
-        problems = cluster_nodes.preflight(storage, uri)
+    if storage is not None or nodes.node_count() > 1:
+        problems = nodes.preflight(storage, uri)
         if problems:
             raise ConfigError(
                 "pre-flight check of the cluster failed; nothing was started:\n"

@@ -28,8 +28,11 @@ import pytest
 import ray.autoscaler
 import yaml
 
-from ablate import cluster, cluster_nodes, results
+from ablate import results
 from ablate.cli import main
+from ablate.cluster import access
+from ablate.cluster import nodes as cluster_nodes
+from ablate.cluster.submit import runtime_env
 from ablate.search import tuning
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,19 +56,19 @@ def no_token(tmp_path, monkeypatch):
 
 
 def test_the_token_is_read_where_ray_reads_it(no_token, monkeypatch, tmp_path):
-    assert cluster.read_token() == (None, "")
+    assert access.read_token() == (None, "")
     (no_token / ".ray").mkdir(parents=True)
     (no_token / ".ray/auth_token").write_text("from-home\n")
-    assert cluster.read_token() == ("from-home", str(no_token / ".ray/auth_token"))
+    assert access.read_token() == ("from-home", str(no_token / ".ray/auth_token"))
     (tmp_path / "tok").write_text("from-path")
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "tok"))
-    assert cluster.read_token()[0] == "from-path"
+    assert access.read_token()[0] == "from-path"
     monkeypatch.setenv("RAY_AUTH_TOKEN", "from-env")
-    assert cluster.read_token() == ("from-env", "$RAY_AUTH_TOKEN")
+    assert access.read_token() == ("from-env", "$RAY_AUTH_TOKEN")
     monkeypatch.delenv("RAY_AUTH_TOKEN")
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
-    with pytest.raises(cluster.ClusterAuthError, match="RAY_AUTH_TOKEN_PATH"):
-        cluster.read_token()
+    with pytest.raises(access.ClusterAuthError, match="RAY_AUTH_TOKEN_PATH"):
+        access.read_token()
 
 
 def test_our_token_lookup_agrees_with_rays_own_loader(no_token, tmp_path):
@@ -83,30 +86,30 @@ def test_our_token_lookup_agrees_with_rays_own_loader(no_token, tmp_path):
         with pytest.MonkeyPatch.context() as patch:
             for key, value in extra.items():
                 patch.setenv(key, value)
-            assert out.stdout.strip() == cluster.read_token()[0], extra
+            assert out.stdout.strip() == access.read_token()[0], extra
 
 
 def test_addresses(monkeypatch):
     monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    assert cluster.resolve_address(None) == "http://127.0.0.1:8265"
-    assert cluster.resolve_address("head:8265/") == "http://head:8265"
+    assert access.resolve_address(None) == "http://127.0.0.1:8265"
+    assert access.resolve_address("head:8265/") == "http://head:8265"
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")  # a GCS address: not for the Jobs API
-    assert cluster.resolve_address(None) == "http://127.0.0.1:8265"
+    assert access.resolve_address(None) == "http://127.0.0.1:8265"
     monkeypatch.setenv("RAY_ADDRESS", "http://10.0.0.1:8265")
-    assert cluster.resolve_address(None) == "http://10.0.0.1:8265"
-    assert cluster.is_loopback("http://127.0.0.1:8265") and cluster.is_loopback("localhost:1")
-    assert not cluster.is_loopback("http://10.0.0.1:8265")
+    assert access.resolve_address(None) == "http://10.0.0.1:8265"
+    assert access.is_loopback("http://127.0.0.1:8265") and access.is_loopback("localhost:1")
+    assert not access.is_loopback("http://10.0.0.1:8265")
 
 
 def test_runtime_env_ships_the_code_and_leaves_results_behind(tmp_path):
-    env = cluster.runtime_env(tmp_path, pip=None)
+    env = runtime_env(tmp_path, pip=None)
     assert env["working_dir"] == str(tmp_path)
     assert {"results/", "mlflow.db", "*.parquet", ".venv/"} <= set(env["excludes"])
     assert {Path(p).name for p in env["py_modules"]} == {"ablate", "trainers"}  # outside root
     assert "pip" not in env
     assert env["env_vars"]["RAY_JOB_STOP_SIGNAL"] == "SIGINT"
-    inside = cluster.runtime_env(REPO, pip="project")
+    inside = runtime_env(REPO, pip="project")
     assert "py_modules" not in inside  # the working directory holds the code already
     assert any(r.startswith("torch") for r in inside["pip"])
     assert not any("pytest" in r for r in inside["pip"])  # extras stay out

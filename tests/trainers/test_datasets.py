@@ -252,7 +252,7 @@ def test_check_imagenet_and_fgvc_layouts(tmp_path):
 
 
 def cli(argv: list[str]) -> int:
-    from ablate.datasets import add_parser
+    from ablate.cli.data import add_parsers as add_parser
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))

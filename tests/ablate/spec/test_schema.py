@@ -100,3 +100,12 @@ def test_config_groups_offer_their_presets(schema):
 
 def test_the_schema_serialises_as_json(schema):
     assert json.loads(json.dumps(schema)) == schema
+
+
+def test_ablate_schema_prints_the_schema_editors_read(capsys):
+    from ablate.cli import main
+
+    assert main(["schema"]) == 0
+    printed = capsys.readouterr().out
+    assert json.loads(printed) == json_schema()
+    assert printed == COMMITTED.read_text()

@@ -12,6 +12,7 @@ import yaml
 from ablate import spec as specs
 from ablate.errors import SpecError
 from ablate.search import space, tuning
+from ablate.search.tuning.trainable import FIDELITY
 from ablate.spec import samplers, schedulers
 from ablate.spec.schema import json_schema
 
@@ -74,7 +75,7 @@ def test_every_scheduler_entry_builds_its_ray_class(name):
     assert isinstance(built, getattr(ray.tune.schedulers, entry.ray_class))
     assert entry.plan(s, 9)
     if entry.fidelity:
-        assert built._time_attr == tuning.FIDELITY
+        assert built._time_attr == FIDELITY
 
 
 def test_the_grid_sampler_walks_every_combination(tmp_path):

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from ablate import cli, cluster, cluster_access
 from ablate.cli import build_parser, main
+from ablate.cli.methods import describe_method
+from ablate.cli.review import recorded_uri
+from ablate.cluster import access, jobs, submit
 from ablate.search import driver
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 COLUMNS = 80
 
 
@@ -113,7 +115,7 @@ def test_a_knob_without_help_says_so():
         plain: int = 3
 
     method = type("Method", (), {"Config": Config, "__module__": __name__})
-    text = cli.describe_method("plain", method)
+    text = describe_method("plain", method)
     assert "method.plain = 3" in text and "(no help)" in text
 
 
@@ -130,8 +132,8 @@ def test_errors_have_a_plain_header(in_tmp, capsys):
 def no_cluster(monkeypatch):
     """Nothing answers at the default dashboard address (a laptop)."""
     nowhere = f"http://127.0.0.1:{free_port()}"
-    monkeypatch.setattr(cluster_access, "DEFAULT_ADDRESS", nowhere)
-    monkeypatch.setattr(cluster, "DEFAULT_ADDRESS", nowhere)
+    for module in (access, jobs, submit):
+        monkeypatch.setattr(module, "DEFAULT_ADDRESS", nowhere)
     for name in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     return nowhere
@@ -177,8 +179,8 @@ def test_ui_finds_the_store_a_study_was_run_with(tmp_path):
     state = {"tracking_uri": "http://mlflow.example:5000"}
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "study.json").write_text(json.dumps(state))
-    assert cli.recorded_uri(tmp_path, "s") == "http://mlflow.example:5000"
-    assert cli.recorded_uri(tmp_path, "other") is None
+    assert recorded_uri(tmp_path, "s") == "http://mlflow.example:5000"
+    assert recorded_uri(tmp_path, "other") is None
 
 
 # ---- -q and -v ---------------------------------------------------------------------------------
@@ -206,7 +208,7 @@ def finished_study(in_tmp, monkeypatch):
     (in_tmp / "results/done/study.json").write_text(json.dumps(state))
     monkeypatch.setattr(driver.tuning, "connect", lambda address: None)
     monkeypatch.setattr(driver.tuning, "disconnect", lambda: None)
-    monkeypatch.setattr(driver.cluster_nodes, "check_resources", lambda spec: None)
+    monkeypatch.setattr(driver.nodes, "check_resources", lambda spec: None)
     monkeypatch.setattr(driver, "check_cluster", lambda storage, uri: None)
     return path
 

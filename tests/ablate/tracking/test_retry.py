@@ -11,7 +11,7 @@ from mlflow.protos.databricks_pb2 import (
     TEMPORARILY_UNAVAILABLE,
 )
 
-from ablate import tracking
+from ablate.tracking import retry
 
 
 class _Flaky:
@@ -29,14 +29,14 @@ class _Flaky:
 
 @pytest.fixture
 def no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tracking.time, "sleep", lambda _: None)
+    monkeypatch.setattr(retry.time, "sleep", lambda _: None)
 
 
 @pytest.mark.parametrize("code", [RESOURCE_DOES_NOT_EXIST, INVALID_PARAMETER_VALUE])
 def test_permanent_error_is_raised_at_once(no_sleep: None, code: int) -> None:
     flaky = _Flaky(MlflowException("no such run", error_code=code), failures=1)
     with pytest.raises(MlflowException):
-        tracking._PatientClient(flaky).get_run("r1")  # type: ignore[arg-type]
+        retry.PatientClient(flaky).get_run("r1")  # type: ignore[arg-type]
     assert flaky.calls == 1
 
 
@@ -52,12 +52,12 @@ def test_permanent_error_is_raised_at_once(no_sleep: None, code: int) -> None:
 )
 def test_transient_error_is_retried(no_sleep: None, error: Exception) -> None:
     flaky = _Flaky(error, failures=2)
-    assert tracking._PatientClient(flaky).get_run("r1") == "r1"  # type: ignore[arg-type]
+    assert retry.PatientClient(flaky).get_run("r1") == "r1"  # type: ignore[arg-type]
     assert flaky.calls == 3
 
 
 def test_transient_error_gives_up_after_the_last_attempt(no_sleep: None) -> None:
     flaky = _Flaky(ConnectionError("refused"), failures=99)
     with pytest.raises(ConnectionError):
-        tracking._PatientClient(flaky).get_run("r1")  # type: ignore[arg-type]
-    assert flaky.calls == tracking._PatientClient.ATTEMPTS
+        retry.PatientClient(flaky).get_run("r1")  # type: ignore[arg-type]
+    assert flaky.calls == retry.PatientClient.ATTEMPTS

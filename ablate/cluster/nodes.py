@@ -1,6 +1,7 @@
-"""Ray core for the cluster's nodes (the seam's other Ray module beside study.py, which holds
-Tune): what the live nodes have, whether one trial fits on one of them, the pre-flight check
-run on every node (shared storage, MLflow), and why trials wait when they do not fit.
+"""Ray core for the cluster's nodes (Ray's third module, beside `jobs` and the Tune seam
+`ablate.search.tuning`): what the live nodes have, whether one trial fits on one of them, the
+pre-flight check run on every node (shared storage, MLflow), and why trials wait when they do
+not fit.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""MLflow lives here and only here.
+"""MLflow lives here and only here: the runs of a study, written and read.
 
 One experiment per study; a parent run per study invocation (spec file, hash and plan), a child
 run per trial (resolved config as params, seed-mean metrics per epoch), and a grandchild run per
@@ -15,18 +15,18 @@ import json
 import os
 import tempfile
 import time
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
-from ablate.spool import spooled
+from ablate.tracking.retry import PatientClient
+from ablate.tracking.spool import spooled
+from ablate.tracking.stores import artifact_home, safe_name
 
 ROLE = "ablate.role"  # study | trial | seed
 STATUS = "ablate.status"
@@ -36,11 +36,6 @@ PARENT = MLFLOW_PARENT_RUN_ID
 MAX_PARAMS, MAX_METRICS = 100, 1000  # MLflow's per-request limits for log_batch
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # UI opens on the runs
 RUN_STATUS = {"completed": "FINISHED", "pruned": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
-
-
-def default_tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI, else MLflow's own default: SQLite `mlflow.db` in the working dir."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
 
 
 # A tracking server that is down should cost a trial seconds, not MLflow's default minutes of
@@ -61,7 +56,7 @@ class Tracker:
 
     @property
     def client(self) -> MlflowClient:
-        return _PatientClient(MlflowClient(tracking_uri=self.uri))  # type: ignore[return-value]
+        return PatientClient(MlflowClient(tracking_uri=self.uri))  # type: ignore[return-value]
 
     # ---- study ------------------------------------------------------------------------------
     def start_study(
@@ -73,7 +68,7 @@ class Tracker:
         if experiment is None:
             experiment_tags = {MLFLOW_RUN_NOTE: description, **EXPERIMENT_KIND}
             experiment_id = client.create_experiment(
-                name, artifact_location=_artifact_home(self.uri, name), tags=experiment_tags
+                name, artifact_location=artifact_home(self.uri, name), tags=experiment_tags
             )
         else:
             experiment_id = experiment.experiment_id
@@ -90,11 +85,11 @@ class Tracker:
 
     def log_study_file(self, name: str, text: str) -> None:
         """The search-space file as validated (its text, not a path that may have moved)."""
-        self.client.log_text(self.parent_run_id, text, _safe_name(name))
+        self.client.log_text(self.parent_run_id, text, safe_name(name))
 
     @spooled
     def log_text(self, run_id: str, text: str, name: str) -> None:
-        self.client.log_text(run_id, text, _safe_name(name))
+        self.client.log_text(run_id, text, safe_name(name))
 
     @spooled
     def finish_study(self, counts: Mapping[str, int], status: str = "completed") -> None:
@@ -139,7 +134,7 @@ class Tracker:
     @spooled
     def log_bytes(self, run_id: str, name: str, data: bytes) -> None:
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / _safe_name(name)
+            path = Path(tmp) / safe_name(name)
             path.write_bytes(data)
             self.client.log_artifact(run_id, str(path))
 
@@ -222,55 +217,6 @@ class Tracker:
         return self.client.search_runs([self.experiment_id], filter_string=flt, max_results=5000)
 
 
-class _PatientClient:
-    """MlflowClient whose calls are retried with backoff when the error is transient: concurrent
-    trials writing one SQLite store race (e.g. two seeds logging the same dataset), and servers
-    blink. Errors that would fail again (a missing run, a bad value) are raised at once."""
-
-    ATTEMPTS, FIRST_DELAY = 4, 0.5
-
-    def __init__(self, client: MlflowClient) -> None:
-        self._client = client
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._client, name)
-        if not callable(method):
-            return method
-
-        def patient(*args: Any, **kwargs: Any) -> Any:
-            delay = self.FIRST_DELAY
-            for attempt in range(self.ATTEMPTS):
-                try:
-                    return method(*args, **kwargs)
-                except Exception as err:
-                    if attempt == self.ATTEMPTS - 1 or not is_transient(err):
-                        raise
-                    time.sleep(delay)
-                    delay *= 2
-            raise AssertionError("unreachable")
-
-        return patient
-
-
-# SQLite under concurrent writers: a lock held too long, or two inserts of one row racing.
-_TRANSIENT_SQL = ("database is locked", "database is busy", "unique constraint failed")
-
-
-def is_transient(err: BaseException) -> bool:
-    """Whether `err` may pass on retry: a lost connection, HTTP 5xx or 429, or a SQLite race."""
-    if isinstance(err, (ConnectionError, TimeoutError)):
-        return True
-    if isinstance(err, MlflowException):  # MLflow's REST client wraps lost connections as 500
-        status = err.get_http_status_code()
-        return status >= 500 or status == 429 or _sql_race(err)
-    return _sql_race(err)
-
-
-def _sql_race(err: BaseException) -> bool:
-    text = str(err).lower()
-    return any(marker in text for marker in _TRANSIENT_SQL)
-
-
 def run_name(trial_name: str, params: Mapping[str, Any]) -> str:
     """`t007 num_experts=8 lr=0.0031`: the last part of each dotted key, values shortened."""
     parts = [f"{k.rsplit('.', 1)[-1]}={_short(v)}" for k, v in sorted(params.items())]
@@ -287,12 +233,6 @@ def _param_value(value: Any) -> str:
     return str(value)[:6000]  # MLflow's param value limit
 
 
-def _safe_name(name: str) -> str:
-    """An artifact file name that cannot leave its folder."""
-    clean = "".join(c if c.isalnum() or c in "._-" else "_" for c in name).lstrip(".")
-    return clean or "artifact"
-
-
 def check_reachable(uri: str) -> str | None:
     """None when the tracking store answers, else why not (checked before a study starts)."""
     try:
@@ -300,28 +240,6 @@ def check_reachable(uri: str) -> str | None:
     except Exception as err:
         return f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
     return None
-
-
-# ---- the MLflow UI ------------------------------------------------------------------------------
-def is_local_store(uri: str) -> bool:
-    return uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri
-
-
-def local_store_path(uri: str) -> Path | None:
-    """The file (SQLite) or folder (file store) of a local tracking store; None for a server."""
-    if uri.startswith("sqlite:///"):
-        return Path(uri.removeprefix("sqlite:///"))  # sqlite:////abs/mlflow.db: /abs/...
-    if uri.startswith("file:"):
-        return Path(urllib.parse.urlsplit(uri).path)
-    return Path(uri) if "://" not in uri else None
-
-
-def _artifact_home(uri: str, experiment: str) -> str | None:
-    """Where a SQLite store's experiment keeps its artifacts: beside the store, in mlruns/ of
-    its folder, wherever the driver runs (MLflow's default is ./mlruns of the driver's cwd, and
-    a Ray job's driver runs in a temporary copy of the project). None: the store's default."""
-    path = local_store_path(uri) if uri.startswith("sqlite:///") else None
-    return str(path.resolve().parent / "mlruns" / _safe_name(experiment)) if path else None
 
 
 def study_names(uri: str) -> list[str]:
@@ -346,24 +264,6 @@ def latest_study_run(uri: str, study: str | None) -> tuple[str, str] | None:
         ids, filter_string=f"tags.`{ROLE}` = 'study'", order_by=["start_time DESC"], max_results=1
     )
     return (runs[0].info.experiment_id, runs[0].info.run_id) if runs else None
-
-
-def ui_links(base_url: str, experiment_id: str, run_id: str) -> list[str]:
-    base = base_url.rstrip("/")
-    return [
-        f"experiment: {base}/#/experiments/{experiment_id}/runs",
-        f"study run:  {base}/#/experiments/{experiment_id}/runs/{run_id}",
-    ]
-
-
-def ui_command(uri: str, host: str, port: int) -> list[str]:
-    """`mlflow ui` on a local store (artifacts served from beside it)."""
-    import sys
-
-    return [
-        sys.executable, "-m", "mlflow", "ui",
-        "--backend-store-uri", uri, "--host", host, "--port", str(port),
-    ]  # fmt: skip
 
 
 # ---- `ablate report`: read a study's runs and artifacts, log the report ----------------------

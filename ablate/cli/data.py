@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ablate.cli.parser import Commands
 from ablate.errors import ConfigError
 
 # registry name -> (torchvision dataset class, keyword arguments) for `data prepare`
@@ -42,7 +43,7 @@ TORCHVISION_IMAGES = {
 FUSION_NAMES = ("mm_imdb", "snli_ve", "upmc_food101")  # trainers.data.fusion.FUSION
 
 
-def add_parser(commands: Any) -> None:
+def add_parsers(commands: Commands) -> None:
     """Add `data check` and `data prepare` to the CLI's subparsers."""
     data = commands.add_parser(
         "data",

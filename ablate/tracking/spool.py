@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 
 class Tracker(Protocol):
-    """What the spool reads of `ablate.tracking.Tracker` (which imports this module)."""
+    """What the spool reads of `ablate.tracking.runs.Tracker` (which imports this module)."""
 
     spool_dir: str
     experiment_id: str

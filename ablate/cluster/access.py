@@ -1,6 +1,6 @@
 """Reaching a Ray cluster's dashboard (Jobs API): its address and the auth token, as Ray finds
-them, and a first check that a dashboard answers there. No Ray import: `ablate.cluster` builds
-the Jobs API client on top of this.
+them, and a first check that a dashboard answers there. No Ray import: `ablate.cluster.jobs`
+builds the Jobs API client on top of this.
 
 Token authentication: Ray 2.60 sends its token only when `RAY_AUTH_MODE=token` is set in the
 client's environment, so `ray job submit` against a token cluster fails with 401 unless it is.

@@ -1,0 +1,112 @@
+"""Ray Tune callbacks of the driver: final MLflow statuses and node tags of every trial (a
+stopped trial's worker may never run another line), the all-fail stop, and the notice that says
+why trials wait."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune.stopper import Stopper
+
+from ablate.cluster import nodes
+from ablate.search.outcome import error_line
+from ablate.search.tuning.trainable import FIDELITY, NODE
+from ablate.tracking import Tracker
+
+log = logging.getLogger("ablate")
+
+
+class StatusCallback(tune.Callback, Stopper):
+    """Writes pruned/failed statuses to MLflow from the driver, and stops a study whose first
+    `fail_limit` trials all failed instead of burning the budget on a broken setup."""
+
+    def __init__(self, tracker: Tracker, epochs: int, fail_limit: int) -> None:
+        self.tracker = tracker
+        self.epochs = epochs
+        self.fail_limit = fail_limit
+        self.statuses: dict[str, str] = {}
+        self.nodes: dict[str, str] = {}  # trial id -> the Ray node it last reported from
+        self.reported = False
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        self.reported = True
+        return False
+
+    def stop_all(self) -> bool:
+        failed = sum(s == "failed" for s in self.statuses.values())
+        return not self.reported and failed >= self.fail_limit
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        node = result.get(NODE)
+        if node and self.nodes.get(trial.trial_id) != node:  # its first result, or it moved
+            self.nodes[trial.trial_id] = node
+            tags = {"ablate.node": node, "ablate.node_ip": str(result.get("node_ip", ""))}
+            try:
+                for run in self.tracker.runs_of_trial(trial.trial_id):
+                    self.tracker.set_tags(run.info.run_id, tags)
+            except Exception as err:  # tracking trouble must not stop the study
+                log.warning(f"ablate: could not tag trial {trial.trial_id} with its node: {err}")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        epoch = int(trial.last_result.get(FIDELITY, 0))
+        status = "completed" if epoch >= self.epochs else "pruned"
+        self.statuses[trial.trial_id] = status
+        if status == "pruned":
+            self._finish(trial.trial_id, "pruned", {"ablate.stopped_epoch": str(epoch)})
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.statuses[trial.trial_id] = "failed"
+        self._finish(trial.trial_id, "failed", {"ablate.error": _error_text(trial)[:4000]})
+
+    def _finish(self, trial_id: str, status: str, tags: dict[str, str]) -> None:
+        try:
+            for run in self.tracker.runs_of_trial(trial_id):
+                if run.info.status == "RUNNING":
+                    self.tracker.finish_run(run.info.run_id, status, tags)
+        except Exception as err:  # tracking trouble must not stop the study
+            log.warning(f"ablate: could not record {status} for trial {trial_id} in MLflow: {err}")
+
+
+class PendingNotice(tune.Callback):
+    """Says why trials wait: when trials have been PENDING for `after` seconds while none of
+    the study runs (nothing of ours will free resources), it prints, every `every` seconds,
+    what one trial needs and what each node has free, naming the resource that is short."""
+
+    def __init__(self, wanted: dict[str, float], after: float | None = None, every: float = 120):
+        self.wanted = wanted
+        self.after = (
+            float(os.environ.get("ABLATE_PENDING_NOTICE_S", 60)) if after is None else after
+        )
+        self.every = every
+        self.since: dict[str, float] = {}
+        self.last = 0.0
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        now = time.monotonic()
+        pending = [t for t in trials if t.status == "PENDING"]
+        self.since = {t.trial_id: self.since.get(t.trial_id, now) for t in pending}
+        running = any(t.status == "RUNNING" for t in trials)
+        waited = max((now - s for s in self.since.values()), default=0.0)
+        if running or waited < self.after or now - self.last < self.every:
+            return
+        self.last = now
+        try:
+            free = nodes.free_per_node()
+        except Exception as err:
+            log.warning(f"ablate: {len(pending)} trials pending for {waited:.0f} s ({err})")
+            return
+        log.warning(nodes.pending_message(self.wanted, len(pending), waited, free))
+
+
+def _error_text(trial: Any) -> str:
+    path = getattr(trial, "error_file", None)
+    if path and Path(path).is_file():
+        return error_line(Path(path).read_text(errors="replace"))
+    return "unknown error"

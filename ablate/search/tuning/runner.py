@@ -1,0 +1,174 @@
+"""Ray Tune's study: run a validated study and collect its outcome.
+
+The searcher is always Ray's `OptunaSearch` with the sampler from `space.make_sampler` (tpe,
+random or grid), behind a `ConcurrencyLimiter`; the scheduler is built from its entry in
+`spec.schedulers`, with the epoch (one `report` per epoch) as the fidelity. Final MLflow statuses
+are written from the driver (`callbacks.StatusCallback`), because a stopped trial's worker may
+never run another line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import ray.tune.schedulers
+from ray import tune
+from ray.tune.schedulers import TrialScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from ablate import results
+from ablate.cluster import nodes
+from ablate.search import space
+from ablate.search.outcome import StudyOutcome, TrialOutcome, error_line, status_of, trial_name
+from ablate.search.resume import Launch
+from ablate.search.tuning.callbacks import PendingNotice, StatusCallback
+from ablate.search.tuning.connection import reenter_working_dir, tune_verbosity
+from ablate.search.tuning.trainable import (
+    FIDELITY,
+    TRIAL_NUMBER,
+    make_trainable,
+    trial_resources,
+)
+from ablate.spec import Scheduler, StudySpec, schedulers
+from ablate.tracking import Tracker
+
+_NUMBERS: dict[str, int] = {}  # Ray trial id -> Optuna's trial number 0, 1, 2, ... (names t000)
+
+
+def make_scheduler(s: Scheduler, epochs: int) -> TrialScheduler:
+    """The Ray scheduler of the study's `scheduler.type`, from its entry in `spec.schedulers`."""
+    entry = schedulers.SCHEDULERS[s.type]
+    kwargs = entry.kwargs(s, epochs) | ({"time_attr": FIDELITY} if entry.fidelity else {})
+    return getattr(ray.tune.schedulers, entry.ray_class)(**kwargs)
+
+
+def run_study(
+    spec: StudySpec,
+    tracker: Tracker,
+    study_dir: results.Location,
+    launch: Launch,
+    system_metrics: bool = False,
+) -> StudyOutcome:
+    epochs = spec.max_epochs()
+    if not results.is_uri(str(launch.ray_dir)):
+        # every epoch checkpoints (num_to_keep=1 forces a state snapshot): on local disk that
+        # is a cheap copy, and Tune's "snapshotting triggered multiple times" warning is noise
+        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Optuna set its own level when Ray imported it; it follows ablate's -q / -v from here
+    logging.getLogger("optuna").setLevel(logging.INFO if tune_verbosity() > 1 else logging.WARNING)
+    if tune_verbosity() == 0:  # Tune's new console output prints its header even then
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    guard = StatusCallback(tracker, epochs, fail_limit=min(3, spec.num_trials))
+    pending = PendingNotice(nodes.wanted(spec))
+    trainable = tune.with_resources(
+        make_trainable(spec, tracker, study_dir, system_metrics), trial_resources(spec)
+    )
+    if launch.restore:
+        tuner = tune.Tuner.restore(str(launch.ray_dir), trainable, resume_unfinished=True)
+    else:
+        storage_path, _, name = str(launch.ray_dir).rstrip("/").rpartition("/")
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=_tune_config(spec, epochs, launch),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=storage_path,
+                failure_config=tune.FailureConfig(max_failures=spec.retries),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                callbacks=[guard, pending],
+                stop=guard,
+                verbose=tune_verbosity(),
+            ),
+        )
+    grid = tuner.fit()
+    reenter_working_dir()  # a node that joined during the study may have unpacked it anew
+    outcome = _outcome(grid, spec, guard.statuses, epochs)
+    for t in outcome.trials:
+        t.node = guard.nodes.get(t.trial_id, "")
+    outcome.stopped_early = guard.stop_all()
+    return outcome
+
+
+def _tune_config(spec: StudySpec, epochs: int, launch: Launch) -> tune.TuneConfig:
+    prior = launch.prior
+    searcher = NumberedOptunaSearch(
+        space=space.to_distributions(spec.search_parameters()),
+        sampler=space.make_sampler(spec, launch.invocation),
+        metric=spec.metric.name,
+        mode=spec.metric.mode,
+        points_to_evaluate=prior.configs if prior else None,
+        evaluated_rewards=prior.rewards if prior else None,
+    )
+    return tune.TuneConfig(
+        metric=spec.metric.name,
+        mode=spec.metric.mode,
+        search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
+        scheduler=make_scheduler(spec.scheduler, epochs),
+        num_samples=spec.num_trials if launch.num_trials is None else launch.num_trials,
+        trial_name_creator=_name_of,
+        trial_dirname_creator=lambda t: f"{_name_of(t)}_{t.trial_id}",
+        # one machine: a worker process runs trial after trial, and its imports, backbone,
+        # decoded dataset and frozen features stay loaded (trial_body.shared_inputs); on a
+        # multi-node cluster each trial is placed afresh so the trials spread over the nodes
+        reuse_actors=nodes.node_count() == 1,
+    )
+
+
+class NumberedOptunaSearch(OptunaSearch):
+    """OptunaSearch that notes Optuna's trial number of each trial, to name trials by it. The
+    number stays out of the config, so Tune's tables show only the searched parameters. The
+    Optuna storage is ours, so the number is read through Optuna's public API; it is pickled with
+    the searcher's state, so a restored study numbers on."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.optuna_storage = space.new_storage()
+        super().__init__(storage=self.optuna_storage, study_name=space.STUDY_NAME, **kwargs)
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        config = super().suggest(trial_id)
+        if isinstance(config, dict) and trial_id not in _NUMBERS:
+            _NUMBERS[trial_id] = space.newest_trial_number(self.optuna_storage)
+        return config
+
+
+def _name_of(trial: Any) -> str:
+    """`t007` for Optuna's trial 7 (Tune names a trial right after the searcher suggests it)."""
+    number = _NUMBERS.get(trial.trial_id, trial.config.get(TRIAL_NUMBER))
+    return trial_name(number)
+
+
+def _trial_id_from_path(path: str) -> str:
+    return Path(path).name.rsplit("_", 1)[-1]  # trial_dirname_creator: t007_<trial_id>
+
+
+def _outcome(grid: Any, spec: StudySpec, statuses: dict[str, str], epochs: int) -> StudyOutcome:
+    outcome = StudyOutcome()
+    # Tune's statuses of this invocation's trials and of those an earlier one finished
+    analysis = tune.ExperimentAnalysis(grid.experiment_path, storage_filesystem=grid.filesystem)
+    ray_status = {t.trial_id: t.status for t in analysis.trials}
+    for result in grid:
+        metrics = result.metrics or {}
+        config = dict(result.config or {})
+        trial_id = metrics.get("trial_id") or _trial_id_from_path(result.path)
+        reached = int(metrics.get(FIDELITY, 0))
+        status = statuses.get(trial_id) or status_of(
+            ray_status.get(trial_id), result, reached, epochs
+        )
+        config.pop(TRIAL_NUMBER, None)
+        outcome.trials.append(
+            TrialOutcome(
+                trial_id=trial_id,
+                name=Path(result.path).name.rsplit("_", 1)[0],  # trial_dirname_creator: t007_id
+                status=status,
+                epochs=reached,
+                params=space.decode(config),
+                metric=metrics.get(spec.metric.name),
+                error=error_line(str(result.error)) if result.error else "",
+            )
+        )
+    outcome.trials.sort(key=lambda t: t.name)
+    return outcome

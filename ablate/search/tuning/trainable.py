@@ -1,0 +1,118 @@
+"""What runs in a trial's Ray worker, and what each trial asks Ray for: the trainable adapter
+around the Ray-free trial body (`trial_body.run`), with a checkpoint every epoch, and the
+per-trial resources (`resources.gpu: auto`: a probe measures each configuration's GPU share)."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from ablate import config, results
+from ablate.search import space, trial_body
+from ablate.search.outcome import error_line
+from ablate.spec import StudySpec
+from ablate.tracking import Tracker
+
+FIDELITY = "training_iteration"  # one report per epoch, so iterations are epochs
+TRIAL_NUMBER = "trial"  # in the configs of studies started before trials were numbered apart
+STATE_FILE = "state.pt"
+NODE = "node_id"  # in every result: the Ray node the trial runs on (the driver records it)
+log = logging.getLogger("ablate")
+
+
+def trial_resources(spec: StudySpec) -> dict[str, float] | Callable[[dict], Any]:
+    """What one trial asks Ray for. With `resources.gpu: auto` the GPU share is measured per
+    configuration by a short probe on a GPU (trainers.probe), so Ray packs as many trials on a
+    GPU as fit in its memory; configurations that differ only in optimiser settings share one
+    measurement."""
+    if not spec.resources.gpu_auto:
+        return {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    from trainers import probe
+
+    measure = ray.remote(num_cpus=0, num_gpus=probe.STEP)(_measured_share)
+    shares: dict[str, float] = {}
+
+    def resources(params: dict[str, Any]) -> tune.PlacementGroupFactory:
+        values = space.decode({k: v for k, v in params.items() if k != TRIAL_NUMBER})
+        cfg = config.compose(spec.trial_overrides(values))
+        key = probe.memory_key(cfg)
+        if key not in shares:
+            shares[key] = _probe_or_whole(measure, cfg, len(spec.seeds), spec.resources.gpu)
+        return tune.PlacementGroupFactory([{"CPU": spec.resources.cpu, "GPU": shares[key]}])
+
+    return resources
+
+
+def _probe_or_whole(
+    measure: Any, cfg: Any, seeds: int, whole: float, timeout: float = 600
+) -> float:
+    """The probe's share; a probe that cannot run (the GPUs are full, it fails) must not block
+    or crash the study: the trial then asks for the file's upper bound, one GPU."""
+    ref = measure.remote(cfg, seeds)
+    try:
+        return ray.get(ref, timeout=timeout)
+    except Exception as err:
+        ray.cancel(ref, force=True)
+        log.warning(
+            f"ablate: the GPU memory probe did not finish ({error_line(str(err))}); "
+            f"the trial asks for {whole:g} GPU"
+        )
+        return whole
+
+
+def _measured_share(cfg: Any, seeds: int) -> float:
+    from trainers import probe
+
+    peak, total = probe.peak_gpu_memory(cfg, seeds)
+    share = probe.gpu_share(peak, total)  # printed in a Ray worker: Ray forwards it
+    print(f"ablate: a trial of this configuration peaks at {peak / 2**30:.2f} GiB of "
+          f"{total / 2**30:.0f} GiB; it asks for {share:g} GPU")  # fmt: skip
+    return share
+
+
+def make_trainable(
+    spec: StudySpec, tracker: Tracker, study_dir: results.Location, system_metrics: bool
+) -> Callable:
+    threads = max(1, int(spec.resources.cpu))
+    folder = study_dir if results.is_uri(study_dir) else Path(study_dir).resolve()
+
+    def trainable(params: dict[str, Any]) -> None:
+        import torch
+
+        torch.set_num_threads(threads)
+        params = dict(params)
+        params.pop(TRIAL_NUMBER, None)  # a study started by an older ablate numbered it here
+        name = tune.get_context().get_trial_name()
+        trial_id = tune.get_context().get_trial_id()
+        ctx = trial_body.TrialContext(trial_id, name, folder, tracker, system_metrics)  # type: ignore[arg-type]
+        trial_body.run(spec, params, _report_with_checkpoint, ctx, resume=_restore())
+
+    return trainable
+
+
+def _report_with_checkpoint(metrics: dict[str, float], state: dict[str, Any]) -> None:
+    """tune.report with the trial's state as a checkpoint, so a paused or restarted trial
+    (HyperBand and median stopping pause; failures retry) continues where it stopped."""
+    import torch
+
+    node = ray.get_runtime_context().get_node_id()
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save(state, Path(folder) / STATE_FILE)
+        checkpoint = tune.Checkpoint.from_directory(folder)
+        tune.report({**metrics, NODE: node}, checkpoint=checkpoint)
+
+
+def _restore() -> dict[str, Any] | None:
+    import torch
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        return torch.load(Path(folder) / STATE_FILE, weights_only=False)

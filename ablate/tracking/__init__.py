@@ -1,0 +1,55 @@
+"""Tracking a study in MLflow: `runs` (the only module importing MLflow: study, trial and seed
+runs, log_batch, and what `ablate report` reads back), `retry` (transient errors only, with
+backoff), `spool` (calls that wait for an unreachable MLflow, replayed by `ablate sync`) and
+`stores` (the default store, local store paths, the MLflow UI's command and links). The names
+the rest of ablate uses are exported here."""
+
+from __future__ import annotations
+
+from ablate.tracking.retry import is_transient
+from ablate.tracking.runs import (
+    PARENT,
+    ROLE,
+    STATUS,
+    TRIAL_ID,
+    TRIAL_KEY,
+    Tracker,
+    check_reachable,
+    download,
+    latest_study_run,
+    log_folder,
+    run_name,
+    run_params,
+    seed_runs,
+    study_names,
+)
+from ablate.tracking.stores import (
+    default_tracking_uri,
+    is_local_store,
+    local_store_path,
+    ui_command,
+    ui_links,
+)
+
+__all__ = [
+    "PARENT",
+    "ROLE",
+    "STATUS",
+    "TRIAL_ID",
+    "TRIAL_KEY",
+    "Tracker",
+    "check_reachable",
+    "default_tracking_uri",
+    "download",
+    "is_local_store",
+    "is_transient",
+    "latest_study_run",
+    "local_store_path",
+    "log_folder",
+    "run_name",
+    "run_params",
+    "seed_runs",
+    "study_names",
+    "ui_command",
+    "ui_links",
+]

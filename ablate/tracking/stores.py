@@ -1,0 +1,58 @@
+"""Where tracking goes, without MLflow: the default store, local stores' paths, the artifact
+folder beside a SQLite store, and the MLflow UI (its command line and links into it)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.parse
+from pathlib import Path
+
+
+def default_tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI, else MLflow's own default: SQLite `mlflow.db` in the working dir."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def is_local_store(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri
+
+
+def local_store_path(uri: str) -> Path | None:
+    """The file (SQLite) or folder (file store) of a local tracking store; None for a server."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///"))  # sqlite:////abs/mlflow.db: /abs/...
+    if uri.startswith("file:"):
+        return Path(urllib.parse.urlsplit(uri).path)
+    return Path(uri) if "://" not in uri else None
+
+
+def safe_name(name: str) -> str:
+    """An artifact file name that cannot leave its folder."""
+    clean = "".join(c if c.isalnum() or c in "._-" else "_" for c in name).lstrip(".")
+    return clean or "artifact"
+
+
+def artifact_home(uri: str, experiment: str) -> str | None:
+    """Where a SQLite store's experiment keeps its artifacts: beside the store, in mlruns/ of
+    its folder, wherever the driver runs (MLflow's default is ./mlruns of the driver's cwd, and
+    a Ray job's driver runs in a temporary copy of the project). None: the store's default."""
+    path = local_store_path(uri) if uri.startswith("sqlite:///") else None
+    return str(path.resolve().parent / "mlruns" / safe_name(experiment)) if path else None
+
+
+# ---- the MLflow UI ------------------------------------------------------------------------------
+def ui_links(base_url: str, experiment_id: str, run_id: str) -> list[str]:
+    base = base_url.rstrip("/")
+    return [
+        f"experiment: {base}/#/experiments/{experiment_id}/runs",
+        f"study run:  {base}/#/experiments/{experiment_id}/runs/{run_id}",
+    ]
+
+
+def ui_command(uri: str, host: str, port: int) -> list[str]:
+    """`mlflow ui` on a local store (artifacts served from beside it)."""
+    return [
+        sys.executable, "-m", "mlflow", "ui",
+        "--backend-store-uri", uri, "--host", host, "--port", str(port),
+    ]  # fmt: skip
