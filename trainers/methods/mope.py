@@ -57,7 +57,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainers.methods.base import (
@@ -68,6 +67,14 @@ from trainers.methods.base import (
     PromptMethod,
     PromptPlan,
     knob,
+)
+from trainers.methods.mope_routing import (
+    KeyRouter,
+    LinearRouter,
+    Mapper,
+    importance_loss,
+    record,
+    routing_entropy,
 )
 from trainers.registry import register_method
 
@@ -167,52 +174,6 @@ class MoPEConfig(MethodConfig):
         return inert
 
 
-class KeyRouter(nn.Module):
-    """Official router of one layer: [P mean(x); Q c] against frozen orthonormal keys."""
-
-    def __init__(self, cfg: MoPEConfig, width: int, feature: int) -> None:
-        super().__init__()
-        self.own = nn.Linear(width, cfg.router_self_dim)
-        self.complement = nn.Linear(feature, cfg.router_cross_dim)
-        keys = torch.empty(cfg.router_self_dim + cfg.router_cross_dim, cfg.num_experts)
-        self.register_buffer("keys", nn.init.orthogonal_(keys))  # frozen, as the official
-
-    def forward(self, tokens: Tensor, c: Tensor) -> Tensor:
-        joint = torch.cat([self.own(tokens.mean(dim=1)), self.complement(c)], dim=-1)
-        return joint @ self.keys.to(joint.dtype)
-
-
-class LinearRouter(nn.Module):
-    """Variant: a linear map of the complementary feature alone."""
-
-    def __init__(self, cfg: MoPEConfig, width: int, feature: int) -> None:
-        super().__init__()
-        self.linear = nn.Linear(feature, cfg.num_experts)
-
-    def forward(self, tokens: Tensor, c: Tensor) -> Tensor:
-        return self.linear(c)
-
-
-class Mapper(nn.Module):
-    """The shared mapper: c -> GELU(BN(W_in c)) -> GELU(W_out .) as m tokens."""
-
-    def __init__(self, cfg: MoPEConfig, width: int, feature: int) -> None:
-        super().__init__()
-        self.length = cfg.mapped_length
-        self.inp = nn.Linear(feature, cfg.mapper_width)
-        self.norm = nn.BatchNorm1d(cfg.mapper_width)
-        self.out = nn.Linear(cfg.mapper_width, cfg.mapped_length * width)
-
-    def train(self, mode: bool = True) -> Mapper:
-        super().train(mode)
-        self.norm.eval()  # the official train() leaves it in eval mode: fixed statistics
-        return self
-
-    def forward(self, c: Tensor) -> Tensor:
-        hidden = F.gelu(self.norm(self.inp(c)))
-        return F.gelu(self.out(hidden)).unflatten(-1, (self.length, -1))
-
-
 @register_method("mope")
 class MoPE(PromptMethod):
     revision = 2  # the official router (keys, tau 0.1, noise), thresholded loss, shared mapper
@@ -235,9 +196,10 @@ class MoPE(PromptMethod):
             self.experts = nn.Parameter(uniform(bound, *shape))
         if cfg.routed:
             router = KeyRouter if cfg.router == "keys" else LinearRouter
-            self.routers = nn.ModuleList(router(cfg, width, feature) for _ in range(deep))
+            sizes = (cfg.router_self_dim, cfg.router_cross_dim, cfg.num_experts)
+            self.routers = nn.ModuleList(router(width, feature, *sizes) for _ in range(deep))
         if deep and cfg.mapped_prompt:
-            self.mapper = Mapper(cfg, width, feature)
+            self.mapper = Mapper(width, feature, cfg.mapper_width, cfg.mapped_length)
 
     def condition(self, cond: Conditioning) -> Tensor:
         """The complementary feature c (B, D): on a fusion dataset the paired text's frozen CLIP
@@ -342,29 +304,6 @@ class MoPE(PromptMethod):
         out["routing_entropy"] = routing_entropy(weights).item()
         out["usage_entropy"] = routing_entropy(weights.mean(dim=1)).item()
         return out
-
-
-def record(plan: PromptPlan, weights: Tensor) -> None:
-    """Append one layer's routing weights (B, k) to plan.extras["routing"] (layers, B, k)."""
-    old = plan.extras.get("routing")
-    plan.extras["routing"] = weights[None] if old is None else torch.cat([old, weights[None]])
-
-
-def importance_loss(routing: Tensor, threshold: float) -> Tensor:
-    """Official importance loss; routing (J', B, k) -> scalar.
-
-    Per layer CV^2 = (std / mean)^2 over experts (unbiased std) of the importance sum_b r_lbj,
-    zeroed where it does not exceed `threshold`; mean over layers. 0 for uniform routing; k when
-    every image goes to the same single expert.
-    """
-    importance = routing.float().sum(dim=1)  # (J', k)
-    cv2 = (importance.std(dim=-1) / importance.mean(dim=-1)).square()
-    return torch.where(cv2 > threshold, cv2, torch.zeros_like(cv2)).mean()
-
-
-def routing_entropy(weights: Tensor) -> Tensor:
-    """Mean entropy of the routing distributions (.., k)."""
-    return -(weights * weights.clamp_min(1e-12).log()).sum(-1).mean()
 
 
 def vpt_init_bound(dims: Dims, patch: int = 16) -> float:
