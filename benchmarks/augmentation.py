@@ -16,14 +16,12 @@ zeroshot trains nothing: its row is the control, any ratio but 1.00x there is no
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 
 import torch
-from common import add_trial_arguments, backbone_config, trial_config
+from common import start, trial_config
 
-from trainers.backbone import load
 from trainers.configs import TrialConfig
 from trainers.data import load_task
 from trainers.frozen import FrozenFeatures
@@ -46,17 +44,7 @@ def seconds(cfg: TrialConfig, seeds: list[int], backbone, task) -> tuple[float, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    add_trial_arguments(parser, epochs=5, methods="coop,zeroshot,maple,mope")
-    args = parser.parse_args()
-
-    backbone = load(backbone_config(args), torch.device(args.device))
-    seeds = list(range(1, args.seeds + 1))
-    print(
-        f"{args.model} on {args.dataset}, {args.shots} shots, {args.epochs} epochs, "
-        f"{args.seeds} seeds per trial, {args.device} ({torch.get_num_threads()} threads), "
-        f"best of {args.repeats} alternating runs"
-    )
+    args, backbone, seeds = start(__doc__, epochs=5, methods="coop,zeroshot,maple,mope")
     print("| method | none: wall (CPU) s | crop_flip: wall (CPU) s | cost, wall | cost, CPU |")
     print("|---|---|---|---|---|")
     for name in args.methods.split(","):

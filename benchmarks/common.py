@@ -10,7 +10,7 @@ import time
 import torch
 
 import trainers
-from trainers.backbone import Backbone
+from trainers.backbone import Backbone, load
 from trainers.configs import BackboneConfig, DataConfig, OptimConfig, TrainConfig, TrialConfig
 from trainers.frozen import FrozenFeatures
 
@@ -72,3 +72,20 @@ def trial_seconds(cfg: TrialConfig, seeds: list[int], backbone: Backbone, task) 
 def _sync() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
+
+
+def start(
+    description: str | None, epochs: int, methods: str
+) -> tuple[argparse.Namespace, Backbone, list[int]]:
+    """The shared start of a per-method trial benchmark: its arguments, the loaded backbone, the
+    seeds, and the header line saying what is measured."""
+    parser = argparse.ArgumentParser(description=description)
+    add_trial_arguments(parser, epochs=epochs, methods=methods)
+    args = parser.parse_args()
+    backbone = load(backbone_config(args), torch.device(args.device))
+    print(
+        f"{args.model} on {args.dataset}, {args.shots} shots, {args.epochs} epochs, "
+        f"{args.seeds} seeds per trial, {args.device} ({torch.get_num_threads()} threads), "
+        f"best of {args.repeats} alternating runs"
+    )
+    return args, backbone, list(range(1, args.seeds + 1))

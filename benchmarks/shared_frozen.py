@@ -12,27 +12,13 @@ variants run side by side in this process, alternating, and the ratio is reporte
 
 from __future__ import annotations
 
-import argparse
+from common import start, trial_config, trial_seconds, with_train
 
-import torch
-from common import add_trial_arguments, backbone_config, trial_config, trial_seconds, with_train
-
-from trainers.backbone import load
 from trainers.data import load_task
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    add_trial_arguments(parser, epochs=5, methods="coop,mope,zeroshot,maple")
-    args = parser.parse_args()
-
-    backbone = load(backbone_config(args), torch.device(args.device))
-    seeds = list(range(1, args.seeds + 1))
-    print(
-        f"{args.model} on {args.dataset}, {args.shots} shots, {args.epochs} epochs, "
-        f"{args.seeds} seeds per trial, {args.device} ({torch.get_num_threads()} threads), "
-        f"best of {args.repeats} alternating runs"
-    )
+    args, backbone, seeds = start(__doc__, epochs=5, methods="coop,mope,zeroshot,maple")
     print("| method | trial, shared frozen (s) | trial, recomputed (s) | trials/hour ratio |")
     print("|---|---|---|---|")
     for name in args.methods.split(","):
