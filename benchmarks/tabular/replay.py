@@ -31,6 +31,7 @@ from ablate import spec as specs
 from ablate.search import replay
 
 HERE = Path(__file__).parent
+CLI = "ablate default through the `ablate search` command"
 Run = Callable[[specs.StudySpec, int, Path], list[Event]]  # (spec, repeat, folder) -> events
 
 
@@ -54,21 +55,21 @@ def strategies(table: Path, trials: int) -> dict[str, Run]:
     def one_seed(r: int) -> int:
         return 1 + r % 3
 
-    return {
-        "ablate default: TPE + ASHA, 3-seed means": ablate(),
-        "ablate random + ASHA, 3-seed means": ablate(algorithm="random"),
-        "ablate TPE, no pruning, 3-seed means": ablate(scheduler="none"),
-        "ablate TPE + HyperBand, 3-seed means": ablate(scheduler="hyperband"),
-        "ablate default on one seed": ablate(one_seed=True),
+    return {  # the cheapest first
         "Optuna TPE + HyperbandPruner, one seed": lambda s, r, d: run.optuna_plain(
             variant(s, r, trials), table, one_seed(r), r, "hyperband"
         ),
         "Optuna TPE + SuccessiveHalvingPruner, one seed": lambda s, r, d: run.optuna_plain(
             variant(s, r, trials), table, one_seed(r), r, "sha"
         ),
+        "ablate default: TPE + ASHA, 3-seed means": ablate(),
+        "ablate default on one seed": ablate(one_seed=True),
         "Ray Tune default: random + ASHA, one seed": lambda s, r, d: run.tune_default(
             variant(s, r, trials), table, d, one_seed(r), r
         ),
+        "ablate random + ASHA, 3-seed means": ablate(algorithm="random"),
+        "ablate TPE + HyperBand, 3-seed means": ablate(scheduler="hyperband"),
+        "ablate TPE, no pruning, 3-seed means": ablate(scheduler="none"),
     }
 
 
@@ -96,6 +97,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("replay_results.json"))
     args = parser.parse_args()
     os.environ[replay.ENV] = str(args.table.resolve())  # before Ray starts: workers inherit it
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # no experiment banner per search
     logging.getLogger("optuna").setLevel(logging.WARNING)
     from ablate.search.tuning import connect
 
@@ -107,11 +109,11 @@ def main() -> None:
     print(f"grid: {len(table.cells)} configurations, {grid.seed_epochs} seed-epochs; optimum "
           f"{grid.optimum} test HM {grid.target:.2f}; {trials} trials a search")  # fmt: skip
     runs = {k: v for k, v in strategies(args.table.resolve(), trials).items() if args.only in k}
-    if args.cli_repeats and "ablate search" in "ablate search" + args.only:
-        runs["ablate default via the `ablate search` command"] = cli_run(args.study, trials)
+    if args.cli_repeats and args.only in CLI:
+        runs[CLI] = cli_run(args.study, trials)
     results: dict[str, list[dict]] = {}
     for name, run in runs.items():
-        repeats = args.cli_repeats if "command" in name else args.repeats
+        repeats = args.cli_repeats if name == CLI else args.repeats
         start = time.perf_counter()
         scores = []
         for repeat in range(repeats):

@@ -1,10 +1,10 @@
 """The searches the tabular benchmark replays, each returning its `Event`s in consumed order.
 
-- `ablate_tune`: Ray Tune with the searcher and scheduler objects `ablate search` builds for the
-  study (`ablate.search.tuning._tune_config`: Optuna behind `OptunaSearch` and a concurrency
-  limit, the study's scheduler on epochs), and a trainable that reports the seed mean read from
-  the table each epoch, with a checkpoint per epoch as ablate's does (HyperBand pauses and
-  resumes). What it leaves out is only ablate's logging (MLflow, Parquet).
+- `ablate_tune`: Ray Tune with the searcher and scheduler `ablate search` builds for the study
+  (as `ablate.search.tuning` does: the sampler of `space.make_sampler` behind `OptunaSearch` and
+  a concurrency limit, the scheduler of `tuning.SCHEDULERS` on epochs, workers reused), and a
+  trainable that reports the seed mean read from the table each epoch (with a checkpoint where
+  HyperBand pauses and resumes trials). Left out: ablate's logging (MLflow, Parquet).
 - `ablate_cli`: the real `ablate search` (replay trainer via $ABLATE_REPLAY); its events are read
   back from the MLflow store (each trial run's val/hm history with its timestamps).
 - `optuna_plain`: Optuna as its users run it, no Ray: TPESampler and a pruner, one seed per trial.
@@ -24,10 +24,11 @@ from typing import Any
 import optuna
 import ray
 from ray import cloudpickle, tune
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
 from scoring import VAL, Event
 
 from ablate.search import replay, space, tuning
-from ablate.search.resume import Launch
 from ablate.spec import StudySpec
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import it
@@ -79,11 +80,30 @@ def ablate_tune(spec: StudySpec, table_path: Path, folder: Path) -> list[Event]:
     body = _trainable(str(table_path), spec.seeds, str(log), epochs, pauses)
     tuner = tune.Tuner(
         tune.with_resources(body, {"cpu": 1}),
-        tune_config=tuning._tune_config(spec, epochs, Launch(ray_dir=folder / "ray")),
+        tune_config=ablate_tune_config(spec, epochs),
         run_config=tune.RunConfig(storage_path=str(folder), name="ray", verbose=0),
     )
     tuner.fit()
     return _events(log)
+
+
+def ablate_tune_config(spec: StudySpec, epochs: int) -> tune.TuneConfig:
+    """What `ablate.search.tuning` builds for a study (searcher, limit, scheduler, samples), but
+    with Ray's plain `OptunaSearch`: ablate's subclass only notes trial numbers for names."""
+    searcher = OptunaSearch(
+        space=space.to_distributions(spec.search_parameters()),
+        sampler=space.make_sampler(spec),
+        metric=spec.metric.name,
+        mode=spec.metric.mode,
+    )
+    return tune.TuneConfig(
+        metric=spec.metric.name,
+        mode=spec.metric.mode,
+        search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
+        scheduler=tuning.SCHEDULERS[spec.scheduler.type](spec.scheduler, epochs),
+        num_samples=spec.num_trials,
+        reuse_actors=True,
+    )
 
 
 def tune_default(
