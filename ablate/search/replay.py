@@ -22,7 +22,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-ENV = "ABLATE_REPLAY"  # the table's path; Ray's local workers inherit the driver's environment
+# the table's absolute path (a trial may run in another directory), set before Ray starts:
+# Ray's local workers inherit the environment of the process that started Ray
+ENV = "ABLATE_REPLAY"
 
 
 def table_path() -> Path | None:

@@ -70,6 +70,16 @@ def strategies(table: Path, trials: int) -> dict[str, Run]:
         "ablate random + ASHA, 3-seed means": ablate(algorithm="random"),
         "ablate TPE + HyperBand, 3-seed means": ablate(scheduler="hyperband"),
         "ablate TPE, no pruning, 3-seed means": ablate(scheduler="none"),
+        # the one-seed strategies with 3x the trials: the compute of the 3-seed ones
+        "ablate default on one seed, 3x trials": lambda s, r, d: run.ablate_tune(
+            variant(s, r, 3 * trials, one_seed=True), table, d
+        ),
+        "Optuna TPE + HyperbandPruner, one seed, 3x trials": lambda s, r, d: run.optuna_plain(
+            variant(s, r, 3 * trials), table, one_seed(r), r, "hyperband"
+        ),
+        "Ray Tune default: random + ASHA, one seed, 3x trials": lambda s, r, d: run.tune_default(
+            variant(s, r, 3 * trials), table, d, one_seed(r), r
+        ),
     }
 
 
@@ -86,6 +96,16 @@ def cli_run(study_file: Path, trials: int) -> Run:
     return go
 
 
+def rescore(path: Path, table: Path) -> None:
+    """The table of a finished run, from the events it saved (`--out` with .events.json)."""
+    grid = scoring.summarise(replay.load_table(table.resolve()))
+    print(scoring.HEADER)
+    for name, searches in json.loads(path.read_text()).items():
+        reuse = name.startswith("ablate")
+        scores = [scoring.score([Event(*e) for e in s], grid, reuse) for s in searches]
+        print(scoring.row(name, scores))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--study", type=Path, default=HERE / "maple_grid.yaml")
@@ -95,7 +115,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=0, help="0 = the grid's size")
     parser.add_argument("--only", default="", help="run the strategies whose name has this")
     parser.add_argument("--out", type=Path, default=Path("replay_results.json"))
+    parser.add_argument("--rescore", type=Path, help="score the searches of a .events.json")
     args = parser.parse_args()
+    if args.rescore:
+        return rescore(args.rescore, args.table)
     os.environ[replay.ENV] = str(args.table.resolve())  # before Ray starts: workers inherit it
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # no experiment banner per search
     logging.getLogger("optuna").setLevel(logging.WARNING)
@@ -112,14 +135,18 @@ def main() -> None:
     if args.cli_repeats and args.only in CLI:
         runs[CLI] = cli_run(args.study, trials)
     results: dict[str, list[dict]] = {}
+    searches: dict[str, list[list]] = {}  # every search's events, to score them otherwise later
     for name, run in runs.items():
         repeats = args.cli_repeats if name == CLI else args.repeats
         start = time.perf_counter()
         scores = []
         for repeat in range(repeats):
             with tempfile.TemporaryDirectory() as folder:
-                scores.append(scoring.score(run(spec, repeat, Path(folder)), grid))
+                events = run(spec, repeat, Path(folder))
+            scores.append(scoring.score(events, grid, reuse=name.startswith("ablate")))
+            searches.setdefault(name, []).append([dataclasses.astuple(e) for e in events])
         results[name] = [dataclasses.asdict(s) for s in scores]
+        args.out.with_suffix(".events.json").write_text(json.dumps(searches))
         print(scoring.row(name, scores), f"({time.perf_counter() - start:.0f} s)", flush=True)
         args.out.write_text(json.dumps(results, indent=1))
     print(scoring.HEADER)

@@ -18,6 +18,7 @@ from ablate.search.replay import Table, config_key
 
 VAL, TEST = "val/hm", "test/hm"
 WITHIN = 1.0  # points of test HM
+BUDGET = 0.25  # the issue's goal: a good configuration for <= 1/4 of the grid's compute
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Grid:
     test: dict[str, float]
     optimum: str
     seed_epochs: int  # the full grid's training: configurations x seeds x epochs
+    epochs: int  # a configuration's last epoch
 
     @property
     def target(self) -> float:
@@ -52,7 +54,8 @@ def summarise(table: Table) -> Grid:
         final_val[key] = statistics.fmean(c[-1][VAL] for c in curves)
         final_test[key] = statistics.fmean(c[-1][TEST] for c in curves)
     optimum = max(final_val, key=final_val.__getitem__)
-    return Grid(final_test, optimum, total)
+    epochs = max(len(c) for by_seed in table.cells.values() for c in by_seed.values())
+    return Grid(final_test, optimum, total, epochs)
 
 
 def key_of(table: Table, values: dict[str, Any]) -> str:
@@ -67,13 +70,24 @@ class Score:
     for_good: float  # until it is within and stays within to the end of the search
     final_within: bool
     consumed: float  # the whole search
+    at_budget: bool  # within when BUDGET of the grid was used (or at the end, if sooner)
 
 
-def score(events: list[Event], grid: Grid) -> Score:
+def score(events: list[Event], grid: Grid, reuse: bool = False) -> Score:
+    """With `reuse` (ablate), an epoch of a configuration that already finished costs nothing:
+    `ablate search` reuses the (configuration, seed) cells its results table holds to the last
+    epoch when a searcher proposes a configuration again, where the peers train it again."""
     last: dict[str, tuple[float, str]] = {}  # trial -> (last val, config)
+    finished: set[str] = set()
     used, first, since = 0, math.inf, math.inf
+    at_budget = None
     for event in events:
-        used += event.seeds
+        cost = 0 if reuse and event.config in finished else event.seeds
+        if at_budget is None and (used + cost) / grid.seed_epochs > BUDGET:
+            at_budget = since < math.inf
+        used += cost
+        if event.epoch == grid.epochs:
+            finished.add(event.config)
         last[event.trial] = (event.val, event.config)
         incumbent = max(last.values())[1]
         if grid.test[incumbent] >= grid.target - WITHIN:
@@ -81,7 +95,10 @@ def score(events: list[Event], grid: Grid) -> Score:
             since = min(since, used / grid.seed_epochs)
         else:
             since = math.inf
-    return Score(first, since, since < math.inf, used / grid.seed_epochs)
+    final = since < math.inf
+    return Score(
+        first, since, final, used / grid.seed_epochs, final if at_budget is None else at_budget
+    )
 
 
 def row(name: str, scores: list[Score]) -> str:
@@ -93,13 +110,18 @@ def row(name: str, scores: list[Score]) -> str:
         q1, med, q3 = (quantile(ordered, p) for p in (0.25, 0.5, 0.75))
         cells.append(f"{_f(med)} [{_f(q1)}, {_f(q3)}]")
     within = sum(s.final_within for s in scores) / len(scores)
+    at_budget = sum(s.at_budget for s in scores) / len(scores)
     used = statistics.median(s.consumed for s in scores)
-    return f"| {name} | {len(scores)} | {cells[0]} | {cells[1]} | {within:.2f} | {used:.2f} |"
+    return (
+        f"| {name} | {len(scores)} | {cells[0]} | {cells[1]} | {at_budget:.2f} | {within:.2f} "
+        f"| {used:.2f} |"
+    )
 
 
 HEADER = (
     "| strategy | repeats | compute until first within 1 pt: median [IQR] | until within 1 pt "
-    "for good | ending within 1 pt | compute of the whole search |\n|---|---|---|---|---|---|"
+    f"for good | within 1 pt at {BUDGET:g} of the grid | ending within 1 pt | compute of the "
+    "whole search |\n|---|---|---|---|---|---|---|"
 )
 
 
