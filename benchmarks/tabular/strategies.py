@@ -2,7 +2,7 @@
 
 - `ablate_tune`: Ray Tune with the searcher and scheduler `ablate search` builds for the study
   (as `ablate.search.tuning` does: the sampler of `space.make_sampler` behind `OptunaSearch` and
-  a concurrency limit, the scheduler of `tuning.SCHEDULERS` on epochs, workers reused), and a
+  a concurrency limit, ablate's scheduler on epochs, workers reused), and a
   trainable that reports the seed mean read from the table each epoch (with a checkpoint where
   HyperBand pauses and resumes trials). Left out: ablate's logging (MLflow, Parquet).
 - `ablate_cli`: the real `ablate search` (replay trainer via $ABLATE_REPLAY); its events are read
@@ -100,10 +100,19 @@ def ablate_tune_config(spec: StudySpec, epochs: int) -> tune.TuneConfig:
         metric=spec.metric.name,
         mode=spec.metric.mode,
         search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
-        scheduler=tuning.SCHEDULERS[spec.scheduler.type](spec.scheduler, epochs),
+        scheduler=_scheduler(spec, epochs),
         num_samples=spec.num_trials,
         reuse_actors=True,
     )
+
+
+def _scheduler(spec: StudySpec, epochs: int) -> Any:
+    """ablate's scheduler for the study: `tuning.make_scheduler` where tuning is a package,
+    else its older `SCHEDULERS` table (the fallback can go once both are merged)."""
+    make = getattr(tuning, "make_scheduler", None)
+    if make is not None:
+        return make(spec.scheduler, epochs)
+    return tuning.SCHEDULERS[spec.scheduler.type](spec.scheduler, epochs)
 
 
 def tune_default(
