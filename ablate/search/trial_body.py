@@ -24,7 +24,7 @@ from typing import Any
 
 import trainers
 from ablate import config, results
-from ablate.search import space
+from ablate.search import replay, space
 from ablate.spec import StudySpec
 from ablate.tracking import PARENT, ROLE, TRIAL_ID, TRIAL_KEY, Tracker, run_name
 from trainers.backbone import Backbone
@@ -159,16 +159,17 @@ class _Trial:
     def train(self, report: Report, resume: dict[str, Any] | None) -> None:
         fresh = self.fresh_seeds
         backbone = task = frozen = None
-        if fresh:
+        states = resume["seeds"] if resume else None
+        if fresh and replay.table_path():  # metrics read from a tabular benchmark, no training
+            backbone = replay.stub_backbone()
+            epochs: Any = replay.fit_seeds(self.values, fresh, self.cfg.train.epochs, states)
+        elif fresh:
             backbone, task, frozen = shared_inputs(self.cfg)  # one for every seed
             if resume is None:
                 self._log_datasets(task, fresh)
-        states = resume["seeds"] if resume else None
-        epochs = (
-            trainers.fit_seeds(self.cfg, fresh, backbone, task, states, frozen)
-            if fresh
-            else itertools.repeat([])
-        )
+            epochs = trainers.fit_seeds(self.cfg, fresh, backbone, task, states, frozen)
+        else:
+            epochs = itertools.repeat([])
         first = resume["epoch"] + 1 if resume else 1
         start = time.monotonic() - (self.rows[-1]["wall_s"] if self.rows else 0.0)
         for epoch, per_seed in zip(range(first, self.cfg.train.epochs + 1), epochs):

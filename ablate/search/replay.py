@@ -1,0 +1,115 @@
+"""Replay: a trial reads its metrics from a table of finished training instead of training.
+
+A tabular benchmark (benchmarks/tabular/) trains a study's full grid once and stores every
+(configuration, seed, epoch) metric; with `ABLATE_REPLAY=<table.csv>` set, `ablate search` runs
+everything but the training (Ray Tune, Optuna, the scheduler, MLflow runs, Parquet parts, the
+summary) and each trial yields the table's rows for its configuration and seeds epoch by epoch,
+in the shape `trainers.fit_seeds` yields. Searches then cost seconds, so their efficiency can be
+measured over many repeats, and the orchestration can be tested end to end without training.
+
+The table is a CSV with one row per (configuration, seed, epoch): the searched parameters'
+columns (dotted keys, no slash), `seed`, `epoch`, and the metric columns (with a slash: val/hm).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+# the table's absolute path (a trial may run in another directory), set before Ray starts:
+# Ray's local workers inherit the environment of the process that started Ray
+ENV = "ABLATE_REPLAY"
+
+
+def table_path() -> Path | None:
+    """The table to replay, or None when trials train for real."""
+    value = os.environ.get(ENV, "")
+    return Path(value) if value else None
+
+
+def config_key(values: Mapping[str, Any]) -> str:
+    """A configuration's parameter values as the table's cells spell them (str of the value)."""
+    return "|".join(f"{k}={values[k]}" for k in sorted(values))
+
+
+@dataclass
+class Table:
+    """Rows of a tabular benchmark: config key -> seed -> per-epoch metrics (epoch 1 first)."""
+
+    parameters: list[str]
+    cells: dict[str, dict[int, list[dict[str, float]]]] = field(default_factory=dict)
+    values: dict[str, dict[str, str]] = field(default_factory=dict)  # config key -> its cells
+
+    def configurations(self) -> set[str]:
+        return set(self.cells)
+
+    def curve(self, values: Mapping[str, Any], seed: int) -> list[dict[str, float]]:
+        key = config_key({k: values[k] for k in self.parameters})
+        try:
+            return self.cells[key][seed]
+        except KeyError:
+            raise KeyError(f"the replay table has no {key} with seed {seed}") from None
+
+
+@functools.cache
+def load_table(path: Path) -> Table:
+    """Read a table once per process (a worker replays many trials from it)."""
+    with Path(path).open(newline="") as f:
+        reader = csv.DictReader(f)
+        columns = list(reader.fieldnames or [])
+        parameters = [c for c in columns if "/" not in c and c not in ("seed", "epoch")]
+        table = Table(parameters)
+        for row in reader:
+            values = {k: row[k] for k in parameters}
+            key = config_key(values)
+            table.values[key] = values
+            curve = table.cells.setdefault(key, {}).setdefault(int(row["seed"]), [])
+            if int(row["epoch"]) != len(curve) + 1:
+                raise ValueError(f"{path}: {key} seed {row['seed']} epochs out of order")
+            curve.append({k: float(v) for k, v in row.items() if "/" in k and v not in ("", None)})
+    return table
+
+
+@dataclass
+class ReplayedEpoch:
+    """What `trainers.engine.EpochMetrics` offers a trial body, with nothing trained behind it."""
+
+    epoch: int
+    metrics: dict[str, float]
+    method: Any = field(default_factory=lambda: SimpleNamespace(prompt_tensors=dict))
+
+    def state(self) -> dict[str, Any]:
+        return {"epoch": self.epoch}
+
+
+def fit_seeds(
+    values: Mapping[str, Any],
+    seeds: Sequence[int],
+    epochs: int,
+    resumes: Sequence[dict[str, Any] | None] | None = None,
+) -> Iterator[list[ReplayedEpoch]]:
+    """`trainers.fit_seeds` for a configuration of the table: its seeds' rows, epoch by epoch
+    (after the epoch of `resumes`, as a resumed trial continues)."""
+    path = table_path()
+    if path is None:
+        raise RuntimeError(f"replay needs ${ENV} set to a table")
+    table = load_table(path)
+    curves = [table.curve(values, seed) for seed in seeds]
+    first = max((r or {}).get("epoch", 0) for r in (resumes or [None])) + 1
+    for epoch in range(first, min(epochs, *map(len, curves)) + 1):
+        yield [ReplayedEpoch(epoch, dict(curve[epoch - 1])) for curve in curves]
+
+
+def stub_backbone() -> Any:
+    """Enough of a backbone for describing an empty set of prompts (`trainers.inspect`)."""
+    import torch
+
+    token_embedding = SimpleNamespace(weight=torch.zeros(1, 1))
+    model = SimpleNamespace(token_embedding=token_embedding)
+    return SimpleNamespace(model=model, dims=SimpleNamespace(text_width=1))
