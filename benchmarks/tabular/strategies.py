@@ -100,19 +100,10 @@ def ablate_tune_config(spec: StudySpec, epochs: int) -> tune.TuneConfig:
         metric=spec.metric.name,
         mode=spec.metric.mode,
         search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
-        scheduler=_scheduler(spec, epochs),
+        scheduler=tuning.make_scheduler(spec.scheduler, epochs),
         num_samples=spec.num_trials,
         reuse_actors=True,
     )
-
-
-def _scheduler(spec: StudySpec, epochs: int) -> Any:
-    """ablate's scheduler for the study: `tuning.make_scheduler` where tuning is a package,
-    else its older `SCHEDULERS` table (the fallback can go once both are merged)."""
-    make = getattr(tuning, "make_scheduler", None)
-    if make is not None:
-        return make(spec.scheduler, epochs)
-    return tuning.SCHEDULERS[spec.scheduler.type](spec.scheduler, epochs)
 
 
 def tune_default(
