@@ -12,8 +12,9 @@ from pathlib import Path
 from ablate import __version__, results, tracking
 from ablate.cluster import nodes
 from ablate.errors import ConfigError, UnknownStudy, local_studies
-from ablate.search import tuning
+from ablate.search import stopping, tuning
 from ablate.search.outcome import StudyOutcome
+from ablate.search.ownership import StudyLock
 from ablate.search.resume import Launch, StudyState, decide, extension, load_state
 from ablate.spec import StudySpec, describe_plan
 from ablate.tracking.spool import replay, stop_spooling
@@ -30,7 +31,6 @@ def run_search(
     system_metrics: bool = False,
     storage: str | None = None,
 ) -> int:
-    started = time.monotonic()
     uri = tracking_uri or tracking.default_tracking_uri()
     problem = tracking.check_reachable(uri)
     if problem:
@@ -38,11 +38,35 @@ def run_search(
         raise ConfigError(f"MLflow tracking store {uri} ({where}) does not answer: {problem}")
     plan = describe_plan(spec)
     log.info("%s\n", plan)
+    study_dir = results.study_location(storage or results_dir, spec.name)
+    with StudyLock(study_dir, spec.name), stopping.on_sigterm():
+        try:
+            code = _run_owned(spec, study_dir, uri, plan, address, storage, system_metrics)
+        except KeyboardInterrupt:  # before the trials started: nothing to stop
+            tuning.disconnect()
+            print(f"ablate: {stopping.how()}; run the same command again to resume.")
+            code = 130
+    if code == 130 and stopping.terminated():
+        return stopping.EXIT_CODE
+    return code
+
+
+def _run_owned(
+    spec: StudySpec,
+    study_dir: results.Location,
+    uri: str,
+    plan: str,
+    address: str | None,
+    storage: str | None,
+    system_metrics: bool,
+) -> int:
+    """The study, once this launch owns it: connect, decide, run, record, summarise."""
+    started = time.monotonic()
     tuning.connect(address)
+    stopping.take_sigterm()  # after Ray, whose init installs its own SIGTERM handlers
     nodes.check_resources(spec)  # before anything is logged
     check_cluster(storage, uri)
     tuning.reenter_working_dir()  # the checks ran tasks on every node (see reenter_working_dir)
-    study_dir = results.study_location(storage or results_dir, spec.name)
     log.debug("ablate: MLflow at %s, results in %s", uri, study_dir)
     state = load_state(study_dir)
     mode = decide(spec, state, uri, study_dir, tuning.can_restore)
@@ -62,7 +86,7 @@ def run_search(
         outcome = tuning.run_study(spec, tracker, study_dir, launch, system_metrics)
     except KeyboardInterrupt:
         _close(state, study_dir, tracker, "interrupted", "killed")
-        print(f"ablate: interrupted; run the same command again to resume ({study_dir})")
+        print(f"ablate: {stopping.how()}; run the same command again to resume ({study_dir})")
         return 130
     statuses = {t.trial_id: t.status for t in outcome.trials}
     trial_nodes = {t.trial_id: t.node for t in outcome.trials if t.node}
@@ -77,7 +101,7 @@ def run_search(
     _close(state, study_dir, tracker, "interrupted" if unfinished else "finished", final, counts)
     print(summary(spec, outcome, table_path, tracker, time.monotonic() - started))
     if unfinished:
-        print("ablate: the study was interrupted; run the same command again to resume it.")
+        print(f"ablate: {stopping.how()}; run the same command again to resume it.")
         return 130
     return 0 if counts["completed"] or counts["pruned"] else 1
 
