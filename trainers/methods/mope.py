@@ -36,10 +36,7 @@ router_temperature = temperature, router_noise = the noise std 1/16**2, router_s
 router_cross_dim = d_cross, mapper_width = 384, prompt_dropout = prompt_dropout, balance_weight =
 w_imp, balance_threshold = threshold, prompt_depth = prompted blocks (J). Variant:
 router="linear" (softmax of a per-layer linear map of c / tau, our earlier design).
-Trainable parameters ([x] = 1 when on, R = [dynamic and k > 1], h = mapper_width):
-(s+n+m) d_v + (J-1) ([static] s d_v + [dynamic] k n d_v + R (d_v d_i + d_i + D d_c + d_c))
-+ [mapped and J > 1] (D h + 3 h + h m d_v + m d_v)   (linear router: R (D k + k))
-= 818,926 on ViT-B/16 at the defaults.
+Trainable parameters: the formula in docs/methods.md; 818,926 on ViT-B/16 at the defaults.
 Deviations: noise and dropout only in training (the official code adds the routing noise in
 evaluation too); the noise and dropout draws come from a per-seed generator (seed and step in
 buffers) so that fused and single seeds, and resumed runs, draw the same; prompts are appended
@@ -51,7 +48,6 @@ the cross half of the router and the mapper start with smaller inputs.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
@@ -72,9 +68,12 @@ from trainers.methods.mope_routing import (
     KeyRouter,
     LinearRouter,
     Mapper,
+    gaussian,
     importance_loss,
     record,
     routing_entropy,
+    uniform,
+    vpt_init_bound,
 )
 from trainers.registry import register_method
 
@@ -304,17 +303,3 @@ class MoPE(PromptMethod):
         out["routing_entropy"] = routing_entropy(weights).item()
         out["usage_entropy"] = routing_entropy(weights.mean(dim=1)).item()
         return out
-
-
-def vpt_init_bound(dims: Dims, patch: int = 16) -> float:
-    """VPT's uniform bound sqrt(6 / (3 patch^2 + d_v)) of the official _init_prompt (Dims has no
-    patch size: ViT-B/16's)."""
-    return math.sqrt(6.0 / (3 * patch**2 + dims.vision_width))
-
-
-def uniform(bound: float, *shape: int) -> Tensor:
-    return torch.empty(shape).uniform_(-bound, bound)
-
-
-def gaussian(like: Tensor, draws: torch.Generator) -> Tensor:
-    return torch.randn(like.shape, generator=draws).to(like.device, like.dtype)

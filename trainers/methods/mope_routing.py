@@ -1,13 +1,19 @@
-"""MoPE's routing parts (see trainers/methods/mope.py for the method and its sources): the
-official key router and the linear variant, the shared mapper, and the importance loss."""
+"""MoPE's parts (see trainers/methods/mope.py for the method and its sources): the official key
+router and the linear variant, the shared mapper, the importance loss, VPT's init and the noise."""
 
 from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainers.methods.base import PromptPlan
+
+if TYPE_CHECKING:
+    from trainers.backbone import Dims
 
 
 class KeyRouter(nn.Module):
@@ -77,3 +83,17 @@ def importance_loss(routing: Tensor, threshold: float) -> Tensor:
 def routing_entropy(weights: Tensor) -> Tensor:
     """Mean entropy of the routing distributions (.., k)."""
     return -(weights * weights.clamp_min(1e-12).log()).sum(-1).mean()
+
+
+def vpt_init_bound(dims: Dims, patch: int = 16) -> float:
+    """VPT's uniform bound sqrt(6 / (3 patch^2 + d_v)) of the official _init_prompt (Dims has no
+    patch size: ViT-B/16's)."""
+    return math.sqrt(6.0 / (3 * patch**2 + dims.vision_width))
+
+
+def uniform(bound: float, *shape: int) -> Tensor:
+    return torch.empty(shape).uniform_(-bound, bound)
+
+
+def gaussian(like: Tensor, draws: torch.Generator) -> Tensor:
+    return torch.randn(like.shape, generator=draws).to(like.device, like.dtype)
