@@ -10,11 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ray import tune
-from ray.tune.stopper import Stopper
-
 from ablate.cluster import nodes
 from ablate.search.outcome import error_line
+from ablate.search.tuning.ray_api import Stopper, tune
 from ablate.search.tuning.trainable import FIDELITY, NODE
 from ablate.tracking import Tracker
 

@@ -7,11 +7,9 @@ import logging
 import os
 from pathlib import Path
 
-import ray
-from ray import tune
-
 from ablate import results
 from ablate.errors import ConfigError
+from ablate.search.tuning.ray_api import ray, tune
 
 log = logging.getLogger("ablate")
 _DRIVER: dict[str, str] = {}  # "cwd": the driver's working directory, while it holds Ray

@@ -14,12 +14,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import ray.tune.schedulers
-from ray import tune
-from ray.tune.schedulers import TrialScheduler
-from ray.tune.search import ConcurrencyLimiter
-from ray.tune.search.optuna import OptunaSearch
-
 from ablate import results
 from ablate.cluster import nodes
 from ablate.search import space
@@ -27,6 +21,13 @@ from ablate.search.outcome import StudyOutcome, TrialOutcome, error_line, status
 from ablate.search.resume import Launch
 from ablate.search.tuning.callbacks import PendingNotice, StatusCallback
 from ablate.search.tuning.connection import reenter_working_dir, tune_verbosity
+from ablate.search.tuning.ray_api import (
+    ConcurrencyLimiter,
+    OptunaSearch,
+    TrialScheduler,
+    tune,
+    tune_schedulers,
+)
 from ablate.search.tuning.trainable import (
     FIDELITY,
     TRIAL_NUMBER,
@@ -43,7 +44,7 @@ def make_scheduler(s: Scheduler, epochs: int) -> TrialScheduler:
     """The Ray scheduler of the study's `scheduler.type`, from its entry in `spec.schedulers`."""
     entry = schedulers.SCHEDULERS[s.type]
     kwargs = entry.kwargs(s, epochs) | ({"time_attr": FIDELITY} if entry.fidelity else {})
-    return getattr(ray.tune.schedulers, entry.ray_class)(**kwargs)
+    return getattr(tune_schedulers, entry.ray_class)(**kwargs)
 
 
 def run_study(

@@ -10,12 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import ray
-from ray import tune
-
 from ablate import config, results
 from ablate.search import space, trial_body
 from ablate.search.outcome import error_line
+from ablate.search.tuning.ray_api import ray, tune
 from ablate.spec import StudySpec
 from ablate.tracking import Tracker
 

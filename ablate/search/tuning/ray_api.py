@@ -1,0 +1,23 @@
+"""Every Ray API the Tune seam uses, imported here and only here: the one list to read when
+Ray's upper bound in pyproject.toml moves (`ray[tune]<2.61`). The other modules of
+`ablate.search.tuning` take Ray from this module."""
+
+from __future__ import annotations
+
+import ray
+import ray.tune.schedulers as tune_schedulers
+from ray import tune
+from ray.tune.schedulers import TrialScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+from ray.tune.stopper import Stopper
+
+__all__ = [
+    "ConcurrencyLimiter",
+    "OptunaSearch",
+    "Stopper",
+    "TrialScheduler",
+    "ray",
+    "tune",
+    "tune_schedulers",
+]
