@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
+import resource
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +37,8 @@ class EpochMetrics:
     method: PromptMethod  # the live method, for saving its prompts
     optimizer: torch.optim.Optimizer | None = None
     shuffle: torch.Generator | None = None
+    # what the epoch cost (`with_costs`): kept apart from `metrics`, which a training computes
+    costs: dict[str, float] = field(default_factory=dict)
 
     def state(self) -> dict[str, Any]:
         """Everything `fit(..., resume=state)` needs to continue after this epoch exactly."""
@@ -115,3 +119,38 @@ def _optimizer(params: list[Tensor], cfg: TrialConfig) -> torch.optim.Optimizer:
     if o.optimizer == "adamw":  # MoPE's; torch's default betas and eps, as its code leaves them
         return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
     return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+
+
+def with_costs(
+    epochs: Iterator[list[EpochMetrics]], device: torch.device
+) -> Iterator[list[EpochMetrics]]:
+    """Each epoch's per-seed metrics plus what the epoch cost: `cost/params` (the seed's
+    trainable parameters), `cost/peak_mem_mb` (peak GPU memory allocated in the epoch; on a CPU
+    the process's peak resident memory so far) and `cost/epoch_s` (the trial's epoch, all its
+    seeds, training and evaluation; not the time the caller spends between epochs)."""
+    started = _start_epoch(device)
+    for per_seed in epochs:
+        costs = {
+            "cost/epoch_s": time.perf_counter() - started,
+            "cost/peak_mem_mb": _peak_mb(device),
+        }
+        for m in per_seed:
+            m.costs = {"cost/params": float(trainable_parameters(m.method))} | costs
+        yield per_seed
+        started = _start_epoch(device)
+
+
+def trainable_parameters(method: PromptMethod) -> int:
+    return sum(p.numel() for p in method.parameters() if p.requires_grad)
+
+
+def _start_epoch(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    return time.perf_counter()
+
+
+def _peak_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux

@@ -16,7 +16,7 @@ from trainers import fusion, loop
 from trainers.configs import TrialConfig
 from trainers.data import Task, load_task
 from trainers.data.fusion import FusionTask
-from trainers.engine import EpochMetrics, resolve_device
+from trainers.engine import EpochMetrics, resolve_device, with_costs
 from trainers.frozen import FrozenFeatures
 
 
@@ -57,6 +57,7 @@ def fit_seeds(
     task = task or load_task(cfg.dataset)
     resumes = list(resumes) if resumes is not None else [None] * len(seeds)
     if isinstance(task, FusionTask):  # image + paired text -> label(s): MoPE's fusion setting
-        yield from fusion.run_seeds(cfg, seeds, backbone, task, resumes, frozen)
+        epochs = fusion.run_seeds(cfg, seeds, backbone, task, resumes, frozen)
     else:
-        yield from loop.run_seeds(cfg, seeds, backbone, task, resumes, frozen)
+        epochs = loop.run_seeds(cfg, seeds, backbone, task, resumes, frozen)
+    yield from with_costs(epochs, device)

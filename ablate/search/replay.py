@@ -83,6 +83,7 @@ class ReplayedEpoch:
     epoch: int
     metrics: dict[str, float]
     method: Any = field(default_factory=lambda: SimpleNamespace(prompt_tensors=dict))
+    costs: dict[str, float] = field(default_factory=dict)  # the table's rows hold any costs
 
     def state(self) -> dict[str, Any]:
         return {"epoch": self.epoch}

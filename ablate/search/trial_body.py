@@ -173,6 +173,8 @@ class _Trial:
         first = resume["epoch"] + 1 if resume else 1
         start = time.monotonic() - (self.rows[-1]["wall_s"] if self.rows else 0.0)
         for epoch, per_seed in zip(range(first, self.cfg.train.epochs + 1), epochs):
+            for m in per_seed:  # what the epoch cost is recorded and searchable like a result
+                m.metrics |= m.costs
             by_seed = {s: m.metrics for s, m in zip(fresh, per_seed)}
             by_seed |= {s: _metrics_of(rows[epoch - 1]) for s, rows in self.reused.items()}
             mean = seed_mean([by_seed[s] for s in self.spec.seeds])

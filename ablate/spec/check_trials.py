@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ablate import config
 from ablate.errors import ConfigError
-from ablate.spec.model import VARIANT_KEY, StudySpec, thaw
+from ablate.spec.model import COSTS, VARIANT_KEY, StudySpec, thaw
 
 if TYPE_CHECKING:
     from trainers.configs import TrialConfig
@@ -144,7 +144,7 @@ class _ProbeTrials:
         from trainers.backbone import BackboneError
 
         findings = [Finding(reason) for reason in self._dataset_reasons(cfg)]
-        allowed = [*protocols.metric_names(cfg.dataset), "train/loss"]
+        allowed = [*protocols.metric_names(cfg.dataset), "train/loss", *COSTS]
         if self.spec.metric.name not in allowed:
             reason = (
                 f"{self.spec.metric.name!r} is not one of {', '.join(allowed)} (the metrics of "

@@ -23,12 +23,14 @@ DISTRIBUTIONS = ("values", "value", "uniform", "int_uniform", "log_uniform_value
 PARAMETER_KEYS = ("values", "value", "distribution", "min", "max", "q")  # a parameter's body
 GOALS = ("maximize", "minimize")
 DESIGNS = ("ofat", "factorial")
+COSTS = ("cost/params", "cost/peak_mem_mb", "cost/epoch_s")  # every trial records them
 METRICS = tuple(f"{s}/{m}" for s in ("val", "test") for m in ("base", "new", "hm")) + (
     "train/loss",
+    *COSTS,
 )
 VARIANT_KEY = "variant"  # the pseudo-parameter that picks an ablation variant
 # a metric name; which ones a study may use depends on its dataset and protocol (validate.py)
-METRIC_PATTERN = re.compile(r"^(train|val|test|diag)/[A-Za-z0-9_./-]+$")
+METRIC_PATTERN = re.compile(r"^(train|val|test|diag|cost)/[A-Za-z0-9_./-]+$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
