@@ -60,12 +60,10 @@ def scheduler_rungs(
     top = int((scheduler or {}).get("max_epochs") or 0) or last
     grace = max(1, int((scheduler or {}).get("grace_epochs", 1)))
     rf = float((scheduler or {}).get("reduction_factor", 3.0))
-    if kind == "asha" and rf > 1:
+    if kind in ("asha", "hyperband") and rf > 1:  # HyperBand's brackets share ASHA's rungs
         found = {int(round(grace * rf**k)) for k in range(64) if grace * rf**k < top} | {top}
-        source = f"ASHA rungs: grace {grace} x {rf:g}^k up to {top} epochs"
-    elif kind == "hyperband" and rf > 1:
-        found = {max(1, int(round(top / rf**k))) for k in range(64) if top / rf**k >= 1}
-        source = f"HyperBand rungs (about {top} / {rf:g}^k epochs)"
+        name = "ASHA" if kind == "asha" else "HyperBand"
+        source = f"{name} rungs: grace {grace} x {rf:g}^k up to {top} epochs"
     elif kind == "median":
         found, source = set(range(grace, top + 1)), f"median stopping: every epoch from {grace}"
     elif kind == "none":

@@ -7,6 +7,7 @@ so validation, the plan and the JSON Schema read it; `search/tuning.py` builds t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -61,14 +62,20 @@ SCHEDULERS: dict[str, SchedulerEntry] = {
         knobs=("grace_epochs",),
     ),
     "hyperband": SchedulerEntry(
-        "HyperBandScheduler",
-        "synchronous HyperBand brackets",
-        kwargs=lambda s, epochs: {"max_t": epochs, "reduction_factor": s.reduction_factor},
+        "AsyncHyperBandScheduler",
+        "HyperBand's brackets, each run by asynchronous successive halving",
+        kwargs=lambda s, epochs: {
+            "max_t": epochs,
+            "grace_period": s.grace_epochs,
+            "reduction_factor": s.reduction_factor,
+            "brackets": hyperband_brackets(s, epochs),
+        },
         plan=lambda s, epochs: (
-            f"HyperBand: brackets with reduction factor "
-            f"{s.reduction_factor:g} up to {epochs} epochs"
+            f"HyperBand: {hyperband_brackets(s, epochs)} brackets of successive halving "
+            f"(reduction factor {s.reduction_factor:g}) from epoch {s.grace_epochs} up to "
+            f"{epochs} epochs"
         ),
-        knobs=("max_epochs", "reduction_factor"),
+        knobs=("max_epochs", "grace_epochs", "reduction_factor"),
     ),
     "none": SchedulerEntry(
         "FIFOScheduler",
@@ -82,3 +89,13 @@ SCHEDULERS: dict[str, SchedulerEntry] = {
 
 def names() -> tuple[str, ...]:
     return tuple(SCHEDULERS)
+
+
+def hyperband_brackets(s: Fields, epochs: int) -> int:
+    """HyperBand's s_max + 1 brackets: floor(log_eta(max / grace)) + 1 (Li et al. 2018).
+
+    Asynchronous, as Li et al. 2020 run HyperBand's brackets: Ray's synchronous
+    HyperBandScheduler pauses each trial until its bracket fills, which a study's
+    `max_concurrent` never lets happen, so it stopped no trial at all."""
+    ratio = max(epochs / max(s.grace_epochs, 1), 1.0)
+    return int(math.floor(math.log(ratio, s.reduction_factor) + 1e-9)) + 1

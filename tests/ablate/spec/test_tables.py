@@ -89,3 +89,20 @@ def test_the_grid_sampler_walks_every_combination(tmp_path):
     sampler = space.make_sampler(spec)
     assert type(sampler).__name__ == "GridSampler"
     assert sampler._search_space == {"optim.lr": [0.1, 0.2], "train.epochs": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    ("grace", "factor", "epochs", "brackets"),
+    [(1, 2.0, 6, 3), (1, 3.0, 9, 3), (1, 3.0, 27, 4), (2, 2.0, 8, 3), (4, 3.0, 4, 1)],
+)
+def test_hyperband_runs_s_max_plus_one_asynchronous_brackets(grace, factor, epochs, brackets):
+    """HyperBand's floor(log_eta(max / grace)) + 1 brackets, each successive halving that
+    never waits for a bracket to fill (the synchronous scheduler paused trials forever behind
+    `max_concurrent` and so stopped none)."""
+    s = dataclasses.replace(
+        specs.Scheduler(), type="hyperband", grace_epochs=grace, reduction_factor=factor
+    )
+    assert schedulers.hyperband_brackets(s, epochs) == brackets
+    built = tuning.make_scheduler(s, epochs)
+    assert type(built).__name__ == "AsyncHyperBandScheduler"
+    assert len(built._brackets) == brackets
