@@ -121,10 +121,10 @@ def add_parsers(commands: Commands) -> None:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from ablate import spec as specs
     from ablate.cluster import submit
+    from ablate.spec import load
 
-    spec = specs.load(args.file, args.overrides)  # invalid: exit 2, nothing submitted
+    spec = load(args.file, args.overrides)  # invalid: exit 2, nothing submitted
     return submit.submit(
         spec,
         submit.Submission(

@@ -52,11 +52,11 @@ def add_parsers(commands: Commands) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from ablate import spec as specs
+    from ablate.spec import describe_plan, load
 
-    spec = specs.load(args.file, args.overrides)
+    spec = load(args.file, args.overrides)
     if args.dry_run:
-        print(specs.describe_plan(spec))
+        print(describe_plan(spec))
         return 0
     from ablate.search.driver import run_search
 

@@ -75,9 +75,9 @@ def _spec_distributions(info: StudyInfo, spec_file: str) -> dict[str, Any]:
     its scheduler too (into info.scheduler), for the rungs the report analyses pruned trials at."""
     from dataclasses import asdict
 
-    from ablate import spec as specs
     from ablate import tracking
     from ablate.search import space
+    from ablate.spec import load
 
     if not spec_file:
         info.notes.append("the parent run names no spec file (study.file): distributions inferred")
@@ -87,7 +87,7 @@ def _spec_distributions(info: StudyInfo, spec_file: str) -> dict[str, Any]:
             info.uri or "", info.parent_run_id, Path(spec_file).name, Path(tmp)
         )
         try:
-            spec = specs.load(local or spec_file)
+            spec = load(local or spec_file)
         except Exception as err:
             info.notes.append(f"spec unavailable ({type(err).__name__}): distributions inferred")
             return {}
