@@ -227,6 +227,7 @@ def compact(
     and, for studies on a cluster, the Ray node each trial ran on (column `node`)."""
     fs, path, parts = _parts(folder)
     target = join(folder, RESULTS_FILE)
+    merged = {part: _stamp(fs, part) for part in parts}  # before reading: what gets merged
     tables = _tables(fs, path, parts)
     if not tables:
         return target
@@ -249,9 +250,17 @@ def compact(
             table = table.set_column(table.schema.get_field_index("node"), "node", column)
     _write_atomic(fs, f"{path}/{RESULTS_FILE}", lambda t: pq.write_table(table, t, filesystem=fs))
     for part in parts:  # merged: a later compaction must not let their stale statuses win
+        if _stamp(fs, part) != merged[part]:
+            continue  # rewritten since it was read (a trial still writing): the next compaction
         with contextlib.suppress(FileNotFoundError):
             fs.delete_file(part)
     return target
+
+
+def _stamp(fs: pafs.FileSystem, path: str) -> tuple[Any, int | None]:
+    """A file's modification time and size: changed when a part is rewritten."""
+    info = fs.get_file_info(path)
+    return info.mtime_ns, info.size
 
 
 def _dedupe(table: pa.Table) -> pa.Table:

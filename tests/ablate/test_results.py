@@ -53,3 +53,20 @@ def test_no_temporary_files_are_left_behind(tmp_path):
 def test_list_parameters_are_stored_as_json_text():
     assert results.cell([1, 2]) == "[1, 2]"
     assert results.cell(0.5) == 0.5
+
+
+def test_a_part_rewritten_while_compacting_is_kept_for_the_next_compaction(tmp_path, monkeypatch):
+    """A trial still writing (e.g. a worker of a killed driver) rewrites its part after
+    compaction read it: deleting that part would lose the epoch it just added."""
+    results.write_part(rows("a", 2), tmp_path, "a")
+    read_parts = results._tables
+
+    def read_then_trial_writes(fs, path, parts):
+        tables = read_parts(fs, path, parts)
+        results.write_part(rows("a", 3), tmp_path, "a")  # epoch 3 lands after the read
+        return tables
+
+    monkeypatch.setattr(results, "_tables", read_then_trial_writes)
+    assert results.read(results.compact(tmp_path)).num_rows == 2 * 2
+    monkeypatch.setattr(results, "_tables", read_parts)
+    assert results.read(results.compact(tmp_path)).num_rows == 3 * 2  # nothing lost
