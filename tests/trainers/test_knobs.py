@@ -200,3 +200,19 @@ def test_every_knob_has_a_one_line_help(method):
     assert not missing, f"{method}: no help for {missing}: declare them with knob(default, help)"
     long = [f.name for f in dataclasses.fields(cls) if "\n" in knob_help(cls, f.name)]
     assert not long, f"{method}: help of {long} spans several lines"
+
+
+BOUNDED = [
+    (name, f.name, f.metadata["minimum"])
+    for name in trainers.list_methods()
+    for f in dataclasses.fields(trainers.get_method(name).Config)
+    if "minimum" in f.metadata
+]
+
+
+@pytest.mark.parametrize(("method", "key", "least"), BOUNDED, ids=lambda x: str(x))
+def test_every_declared_minimum_is_enforced(method, key, least):
+    config = trainers.get_method(method).Config
+    below = least - 1 if isinstance(least, int) and least >= 1 else least - 0.5
+    with pytest.raises(ValueError, match=f"method.{key} must be >= {least}, got {below}"):
+        config(**{key: below})

@@ -23,11 +23,13 @@ if TYPE_CHECKING:
 EmbedWords = Callable[[str], Tensor]  # text -> frozen token embeddings (n_tokens, text_width)
 
 
-def knob(default: Any, help: str) -> Any:
-    """A method config field with its one-line help (`ablate methods` shows it)."""
+def knob(default: Any, help: str, minimum: float | None = None) -> Any:
+    """A method config field with its one-line help (`ablate methods` shows it) and, for a
+    number, the least value it takes (checked by `MethodConfig.__post_init__`)."""
+    metadata = {"help": help} | ({} if minimum is None else {"minimum": minimum})
     if isinstance(default, list | dict):
-        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 def knob_help(cfg_cls: type[MethodConfig], name: str) -> str:
@@ -48,12 +50,16 @@ class MethodConfig:
     # fields that count prompted layers, with paper defaults for a 12-layer backbone
     depth_knobs: ClassVar[tuple[str, ...]] = ()
 
-    prompt_length: int = knob(4, "learnable tokens per prompted layer (n_ctx in the papers)")
+    prompt_length: int = knob(
+        4, "learnable tokens per prompted layer (n_ctx in the papers)", minimum=0
+    )
     init_text: str = knob("a photo of a", 'words that initialise the first prompts; "" = random')
 
     def __post_init__(self) -> None:
-        if self.prompt_length < 0:
-            raise ValueError(f"method.prompt_length must be >= 0, got {self.prompt_length}")
+        for f in dataclasses.fields(self):
+            least = f.metadata.get("minimum")
+            if least is not None and getattr(self, f.name) < least:
+                raise ValueError(f"method.{f.name} must be >= {least}, got {getattr(self, f.name)}")
 
     def check(self, dims: Dims) -> list[str]:
         """Errors for this config on a backbone with `dims` ("key: reason"); [] when it fits."""

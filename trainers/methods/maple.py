@@ -55,12 +55,7 @@ class MaPLeConfig(MethodConfig):
     init_text: str = knob(
         "a photo of a", 'its first b words initialise layer 0, the rest stay text; "" = random'
     )
-    prompt_depth: int = knob(9, "layers 0..J-1 of both encoders get coupled prompts (J)")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.prompt_depth < 1:
-            raise ValueError(f"method.prompt_depth must be >= 1, got {self.prompt_depth}")
+    prompt_depth: int = knob(9, "layers 0..J-1 of both encoders get coupled prompts (J)", minimum=1)
 
     def check(self, dims: Dims) -> list[str]:
         depth = min(dims.text_layers, dims.vision_layers)

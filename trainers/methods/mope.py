@@ -90,41 +90,43 @@ class MoPEConfig(MethodConfig):
     depth_knobs: ClassVar[tuple[str, ...]] = ("prompt_depth",)
     prompt_length: int = knob(6, "n: tokens of each prompt expert (the dynamic prompt)")
     init_text: str = knob("", "unused: the text branch is the hand-written template")
-    num_experts: int = knob(4, "k: prompt experts per prompted layer")
+    num_experts: int = knob(4, "k: prompt experts per prompted layer", minimum=1)
     router: str = knob("keys", "keys: own+complementary features vs frozen keys; linear: W c")
     router_temperature: float = knob(0.1, "tau: routing logits are divided by it")
-    router_noise: float = knob(1 / 256, "std of the noise added to the routing logits (training)")
-    router_self_dim: int = knob(2, "d_inter: projection of the layer's pooled tokens (keys)")
-    router_cross_dim: int = knob(8, "d_cross: projection of the complementary feature (keys)")
+    router_noise: float = knob(
+        1 / 256, "std of the noise added to the routing logits (training)", minimum=0
+    )
+    router_self_dim: int = knob(
+        2, "d_inter: projection of the layer's pooled tokens (keys)", minimum=1
+    )
+    router_cross_dim: int = knob(
+        8, "d_cross: projection of the complementary feature (keys)", minimum=1
+    )
     static_prompt: bool = knob(True, "static prompt: learned, the same for every image")
     dynamic_prompt: bool = knob(True, "dynamic prompt: the routed mixture of prompt experts")
     mapped_prompt: bool = knob(True, "mapped prompt: the complementary feature through a mapper")
     static_length: int = knob(6, "s: tokens of the static prompt")
     mapped_length: int = knob(1, "m: tokens of the mapped prompt")
-    mapper_width: int = knob(384, "h: hidden width of the shared mapper")
+    mapper_width: int = knob(384, "h: hidden width of the shared mapper", minimum=1)
     prompt_dropout: float = knob(0.1, "dropout on the input and mapped prompts (training)")
-    balance_weight: float = knob(0.01, "weight of the importance (balance) loss")
-    balance_threshold: float = knob(0.1, "importance loss counts only where CV^2 exceeds it")
-    prompt_depth: int = knob(12, "J: layer 0 gets the input prompt, 1..J-1 conditioned prompts")
+    balance_weight: float = knob(0.01, "weight of the importance (balance) loss", minimum=0)
+    balance_threshold: float = knob(
+        0.1, "importance loss counts only where CV^2 exceeds it", minimum=0
+    )
+    prompt_depth: int = knob(
+        12, "J: layer 0 gets the input prompt, 1..J-1 conditioned prompts", minimum=1
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("num_experts", "prompt_depth", "router_self_dim", "router_cross_dim"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"method.{key} must be >= 1, got {getattr(self, key)}")
         if self.router not in ROUTERS:
             raise ValueError(f"method.router must be one of {ROUTERS}, got {self.router!r}")
         if self.router_temperature <= 0:
             raise ValueError(
                 f"method.router_temperature must be > 0, got {self.router_temperature}"
             )
-        for key in ("router_noise", "balance_weight", "balance_threshold"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"method.{key} must be >= 0, got {getattr(self, key)}")
         if not 0 <= self.prompt_dropout < 1:
             raise ValueError(f"method.prompt_dropout must be in [0, 1), got {self.prompt_dropout}")
-        if self.mapper_width < 1:
-            raise ValueError(f"method.mapper_width must be >= 1, got {self.mapper_width}")
         kinds = {"static": "static_length", "dynamic": "prompt_length", "mapped": "mapped_length"}
         if not any(getattr(self, f"{kind}_prompt") for kind in kinds):
             raise ValueError("method.static_prompt/dynamic_prompt/mapped_prompt: turn one on")

@@ -88,7 +88,7 @@ class MPLConfig(MethodConfig):
         "a photo of a", "official: text after the prompts (CTX_INIT); both_branches: MaPLe's init"
     )
     design: str = knob("official", "official: the authors' code | both_branches: one schedule")
-    prompt_depth: int = knob(9, "J: layers 0..J-1 get prompts (PROMPT_DEPTH)")
+    prompt_depth: int = knob(9, "J: layers 0..J-1 get prompts (PROMPT_DEPTH)", minimum=1)
     n_add: int = knob(2, "official: maps per deeper layer, each adding n vision prompts (N_ADD_OP)")
     n_remove: int = knob(1, "official: newest vision prompts removed per deeper layer (N_RM_OP)")
     placeholder: str = knob("X", 'official: word whose embedding starts layer 0 ("" = random)')
@@ -97,8 +97,6 @@ class MPLConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.prompt_depth < 1:
-            raise ValueError(f"method.prompt_depth must be >= 1, got {self.prompt_depth}")
         if self.design not in DESIGNS:
             raise ValueError(f"method.design {self.design!r} is not one of {DESIGNS}")
         if self.preset not in (*PRESETS, "custom"):

@@ -82,24 +82,27 @@ ATTENTION_KNOBS = ("injection_heads", "injection_width", "injection_layers")
 @dataclass
 class MuDPTConfig(MethodConfig):
     depth_knobs: ClassVar[tuple[str, ...]] = ("injection_depth",)
-    prompt_length: int = knob(4, "n: learnable tokens per prompted layer in each branch (N_CTX)")
+    prompt_length: int = knob(
+        4, "n: learnable tokens per prompted layer in each branch (N_CTX)", minimum=1
+    )
     init_text: str = knob(
         "a photo of a", 'its first n words initialise the layer-0 text prompt; "" = random'
     )
-    injection_depth: int = knob(9, "L: layers 0..L-1 of both encoders get fused prompts")
+    injection_depth: int = knob(9, "L: layers 0..L-1 of both encoders get fused prompts", minimum=1)
     injection: str = knob(
         "linear", "coupling: linear (official code, a map per direction) | attention (paper)"
     )
     bidirectional: bool = knob(True, "fuse vision -> text too (false: text -> vision only)")
-    injection_heads: int = knob(8, "attention heads of the injection model (attention only)")
+    injection_heads: int = knob(
+        8, "attention heads of the injection model (attention only)", minimum=1
+    )
     injection_width: int = knob(0, "h, the injection model's width; 0 = text width (attention)")
-    injection_layers: int = knob(1, "cross-attention blocks of the injection model (attention)")
+    injection_layers: int = knob(
+        1, "cross-attention blocks of the injection model (attention)", minimum=1
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("prompt_length", "injection_depth", "injection_heads", "injection_layers"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"method.{key} must be >= 1, got {getattr(self, key)}")
         if self.injection_width < 0:
             raise ValueError(f"method.injection_width must be >= 0, got {self.injection_width}")
         if self.injection not in INJECTIONS:

@@ -46,10 +46,12 @@ if TYPE_CHECKING:
 @dataclass
 class PMPOConfig(MethodConfig):
     depth_knobs: ClassVar[tuple[str, ...]] = ("depth",)
-    prompt_length: int = knob(4, "context vectors of each text prompt (n)")
+    prompt_length: int = knob(4, "context vectors of each text prompt (n)", minimum=1)
     init_text: str = knob("a photo of a", 'words that initialise every prompt; "" = random')
-    num_prompts: int = knob(4, "text prompts P, each driving the vision prompts of its range")
-    depth: int = knob(12, "bridge depth: vision layers 0..depth-1 get prompts")
+    num_prompts: int = knob(
+        4, "text prompts P, each driving the vision prompts of its range", minimum=1
+    )
+    depth: int = knob(12, "bridge depth: vision layers 0..depth-1 get prompts", minimum=1)
     partition: Any = knob(
         "even", 'split of the depth: "even" or each range\'s first layer [0, 4, 8]'
     )
@@ -57,12 +59,6 @@ class PMPOConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.prompt_length < 1:
-            raise ValueError(f"method.prompt_length must be >= 1, got {self.prompt_length}")
-        if self.num_prompts < 1:
-            raise ValueError(f"method.num_prompts must be >= 1, got {self.num_prompts}")
-        if self.depth < 1:
-            raise ValueError(f"method.depth must be >= 1, got {self.depth}")
         if self.num_prompts > self.depth:
             raise ValueError(
                 f"method.num_prompts ({self.num_prompts}) exceeds method.depth ({self.depth}): "
