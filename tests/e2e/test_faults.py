@@ -6,21 +6,18 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.e2e.test_resume import assert_nothing_lost, runs_by_role, study_file
+from tests.e2e.test_resume import assert_nothing_lost, runs_by_role, search_command, study_file
 
 pytestmark = pytest.mark.slow
 
 
 def test_a_second_launch_is_refused_and_sigterm_stops_cleanly_then_resumes(tmp_path):
     spec = study_file(tmp_path, trials=2, seeds="[1, 2]", epochs=20)
-    command = [sys.executable, "-m", "ablate.cli", "search", str(spec)]
-    env = os.environ | {"RAY_DEDUP_LOGS": "0"}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    command, env = search_command(spec)
     first = subprocess.Popen(
         command, cwd=tmp_path, env=env, start_new_session=True, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -54,11 +54,16 @@ def assert_nothing_lost(folder: Path, trials: int, seeds: int, epochs: int, name
     return runs, rows
 
 
-def test_a_killed_study_resumes_without_duplicates_or_losses(tmp_path):
-    spec = study_file(tmp_path, trials=4, seeds="[1, 2]", epochs=6)
-    command = [sys.executable, "-m", "ablate.cli", "search", str(spec)]
+def search_command(spec: Path) -> tuple[list[str], dict[str, str]]:
+    """`ablate search SPEC` as a separate process, on the default store beside the file."""
     env = os.environ | {"RAY_DEDUP_LOGS": "0"}
     env.pop("MLFLOW_TRACKING_URI", None)
+    return [sys.executable, "-m", "ablate.cli", "search", str(spec)], env
+
+
+def test_a_killed_study_resumes_without_duplicates_or_losses(tmp_path):
+    spec = study_file(tmp_path, trials=4, seeds="[1, 2]", epochs=6)
+    command, env = search_command(spec)
     driver = subprocess.Popen(
         command, cwd=tmp_path, env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
