@@ -44,6 +44,10 @@ class TrialFailed(AblateError):
     """A trial raised; the study records it and goes on."""
 
 
+class ReportError(AblateError):
+    """A study cannot be reported as asked (e.g. nothing completed to compare yet)."""
+
+
 class UnknownStudy(AblateError):
     """A study (or a tracking store) that does not exist; the message names those that do."""
 

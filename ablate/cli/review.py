@@ -33,9 +33,14 @@ STUDY_COMMANDS = {  # name: (help, description, the study argument's help)
         "95% CIs over seeds and Holm-corrected paired t-tests, factor effects, parameter "
         "importance, learning curves, parallel coordinates, learned prompts, and one "
         "self-contained report.html. Writes RESULTS_DIR/STUDY/report/, logs it to the study's "
-        "MLflow parent run, and rebuilds RESULTS_DIR/STUDY/optuna.db for optuna-dashboard.",
+        "MLflow parent run, and rebuilds RESULTS_DIR/STUDY/optuna.db for optuna-dashboard. "
+        "A study over a suite of datasets also gets the papers' table (base / new / HM per "
+        "dataset and the average, paper.md and paper.tex). Several studies (`ablate report A "
+        "B`: one per method, or a method before and after a change) are put side by side in "
+        "that layout, each by its best configuration, with paired tests against the first, in "
+        "RESULTS_DIR/comparisons/A+B/.",
         "study name (a folder under --results-dir), a folder path, or a study on shared "
-        "storage (s3://bucket/prefix/STUDY: copied to --results-dir first)",
+        "storage (s3://bucket/prefix/STUDY: copied to --results-dir first); several to compare",
     ),
 }
 
@@ -48,8 +53,9 @@ def add_parsers(commands: Commands) -> None:
         parsers[name] = commands.add_parser(
             name, help=summary, description=description, parents=parents
         )
-        optional = "?" if name == "ui" else None  # ui alone opens the latest study
-        parsers[name].add_argument("study", nargs=optional, help=study_help)
+        # ui alone opens the latest study; report compares several
+        arity = {"ui": "?", "report": "+"}.get(name)
+        parsers[name].add_argument("study", nargs=arity, help=study_help)
         parsers[name].set_defaults(func=funcs[name])
     ui, report = parsers["ui"], parsers["report"]
     ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
@@ -66,16 +72,17 @@ def add_parsers(commands: Commands) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from ablate.errors import UnknownStudy, local_studies
 
-    name = args.study
-    if "://" not in name and not Path(name).is_dir() and not (args.results_dir / name).is_dir():
+    for name in args.study:  # every study is checked before any is analysed
+        if "://" in name or Path(name).is_dir() or (args.results_dir / name).is_dir():
+            continue
         raise UnknownStudy(
             f"no study {name!r} in {args.results_dir}",
             local_studies(args.results_dir),
             "there",
         )
-    from ablate.report import cmd_report as report
+    from ablate.report import cmd_compare, cmd_report
 
-    return report(args)
+    return cmd_report(args) if len(args.study) == 1 else cmd_compare(args)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ablate.report import analysis, learned, plots, prompts, tables
+from ablate.report import analysis, learned, paper, plots, prompts, tables
 from ablate.report import markup as h
 from ablate.report.learned import OPTUNA_FILE
 from ablate.report.summary import Analysis, describe
@@ -23,6 +23,7 @@ def write(data: Analysis, out: Path, evaluator: str) -> None:
     curves = data.curves
     sections = [
         h.Section("table", "Ablation table", _table_section(data, out)),
+        *([h.Section("datasets", "Per dataset", _paper_section(data, out))] if data.paper else []),
         h.Section(
             "importance", "Parameter importance", learned.importance_section(data, out, evaluator)
         ),
@@ -78,6 +79,21 @@ def _table_section(data: Analysis, out: Path) -> str:
     files = "Files: ablation.md, ablation.tex (booktabs), ablation.csv (unrounded, with p-values)."
     notes = "".join(h.note(line) for line in table.notes())
     return body + h.note(tables.caption(table)) + notes + h.note(files)
+
+
+def _paper_section(data: Analysis, out: Path) -> str:
+    """A suite's table in the papers' layout: base / new / HM per dataset, and the average."""
+    table = data.paper
+    assert table is not None
+    (out / "paper.md").write_text(paper.to_markdown(table), encoding="utf-8")
+    (out / "paper.tex").write_text(paper.to_latex(table, data.info.name), encoding="utf-8")
+    names = [tables.metric_name(m) for m in table.metrics]
+    wide = len(table.blocks) > 1
+    header = ["Dataset"] + [f"{b.label} {n}" if wide else n for b in table.blocks for n in names]
+    body = [[d, *(paper.fmt(v) for v in values)] for d, values in table.rows()]
+    notes = "".join(h.note(line) for line in table.notes())
+    files = "Files: paper.md, paper.tex (booktabs)."
+    return h.table(header, body, numeric_from=1) + h.note(table.caption()) + notes + h.note(files)
 
 
 # ---- factor effects -----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ablate import results
-from ablate.report import analysis, fidelity
+from ablate.report import analysis, fidelity, paper
 from ablate.report.analysis import Config
 from ablate.report.fidelity import Fidelity
 from ablate.report.inputs import StudyInfo
@@ -33,6 +33,7 @@ class Analysis:
     curves: dict[str, dict[str, Any]]  # trial_curves of the study metric
     fidelity: Fidelity
     common: AblationTable | None = None  # every configuration at the epoch all reached
+    paper: paper.PaperTable | None = None  # a suite's per-dataset table, as the papers print it
 
 
 def analyse(info: StudyInfo) -> Analysis:
@@ -52,9 +53,32 @@ def analyse(info: StudyInfo) -> Analysis:
     learned = fidelity.analyse(curves, params, info.scheduler)
     best = _best(configs, info)
     common = _common_table(rows, params, info)
+    per_dataset = _paper_table(table) if paper.is_suite(configs) else None
     return Analysis(
-        info, rows, params, table, configs, best, _counts(rows), curves, learned, common
+        info,
+        rows,
+        params,
+        table,
+        configs,
+        best,
+        _counts(rows),
+        curves,
+        learned,
+        common,
+        per_dataset,
     )
+
+
+PAPER_BLOCKS = 3  # configurations side by side in a study's per-dataset table
+
+
+def _paper_table(table: AblationTable) -> paper.PaperTable:
+    """The reference and the next configurations of the ablation table, per dataset."""
+    blocks = [paper.Block(c.label, c) for c in table.configs[:PAPER_BLOCKS]]
+    what = f"{table.reference} first"
+    if len(blocks) > 1:
+        what += ", then the next rows of the ablation table"
+    return paper.paper_table(blocks, table.metrics, what)
 
 
 def _common_table(

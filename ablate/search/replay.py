@@ -8,7 +8,8 @@ in the shape `trainers.fit_seeds` yields. Searches then cost seconds, so their e
 measured over many repeats, and the orchestration can be tested end to end without training.
 
 The table is a CSV with one row per (configuration, seed, epoch): the searched parameters'
-columns (dotted keys, no slash), `seed`, `epoch`, and the metric columns (with a slash: val/hm).
+columns (dotted keys, no slash), `seed`, `epoch`, and the metric columns (with a slash: val/hm);
+for a suite of datasets also a `dataset` column.
 """
 
 from __future__ import annotations
@@ -94,13 +95,17 @@ def fit_seeds(
     seeds: Sequence[int],
     epochs: int,
     resumes: Sequence[dict[str, Any] | None] | None = None,
+    dataset: str | None = None,
 ) -> Iterator[list[ReplayedEpoch]]:
     """`trainers.fit_seeds` for a configuration of the table: its seeds' rows, epoch by epoch
-    (after the epoch of `resumes`, as a resumed trial continues)."""
+    (after the epoch of `resumes`, as a resumed trial continues). A table with a `dataset`
+    column replays a suite: each dataset's rows for its part of the trial."""
     path = table_path()
     if path is None:
         raise RuntimeError(f"replay needs ${ENV} set to a table")
     table = load_table(path)
+    if dataset and "dataset" in table.parameters:
+        values = {**values, "dataset": dataset}
     curves = [table.curve(values, seed) for seed in seeds]
     first = max((r or {}).get("epoch", 0) for r in (resumes or [None])) + 1
     for epoch in range(first, min(epochs, *map(len, curves)) + 1):

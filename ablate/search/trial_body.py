@@ -18,7 +18,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,14 +71,15 @@ def run(
     ctx: TrialContext,
     resume: dict[str, Any] | None = None,
 ) -> None:
-    """Train one sampled configuration for every seed of the study.
+    """Train one sampled configuration for every dataset of the suite and every seed.
 
-    `report(metrics, state)` gets the seed mean after every epoch and a state from which
-    `run(..., resume=state)` continues (same MLflow runs, same rows) after a pause or restart.
+    `report(metrics, state)` gets the seed mean (a suite's mean of its datasets' seed means)
+    after every epoch and a state from which `run(..., resume=state)` continues (same MLflow
+    runs, same rows) after a pause or restart.
     """
     values = space.decode(dict(params))
-    cfg = config.compose(spec.trial_overrides(values))
-    trial = _Trial(spec, cfg, values, trial_key(cfg), ctx)
+    arms = [_Arm.compose(spec, values, dataset) for dataset in spec.suite]
+    trial = _Trial(spec, arms, values, ctx)
     trial.open_runs(resume)
     try:
         with _system_metrics(ctx, trial.trial_run):
@@ -88,160 +89,239 @@ def run(
         raise
 
 
-class _Trial:
-    """One configuration: its MLflow runs, its rows, and its training of the seeds.
+@dataclass
+class _Arm:
+    """One dataset of a trial (the only one outside a suite): its config, the key of its
+    (configuration, dataset) cells, its seed runs and the cells an earlier run finished."""
 
-    Cells (configuration x seed) that the results table already holds to the last epoch, from an
-    earlier invocation of the study, are reused instead of trained again.
+    dataset: str | None  # None: the study's one dataset, and rows carry no dataset column
+    cfg: trainers.TrialConfig
+    key: str
+    seed_runs: dict[int, str] = field(default_factory=dict)
+    reused: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @classmethod
+    def compose(cls, spec: StudySpec, values: dict[str, Any], dataset: str | None) -> _Arm:
+        cfg = config.compose(spec.trial_overrides(values, dataset))
+        return cls(dataset, cfg, trial_key(cfg))
+
+    def fresh_seeds(self, seeds: list[int]) -> list[int]:
+        return [s for s in seeds if s not in self.reused]
+
+    def state(self) -> dict[str, Any]:
+        return {"seed_runs": self.seed_runs, "reused": self.reused}
+
+
+def suite_key(arms: list[_Arm]) -> str:
+    """The trial run's key: its one dataset's cell key, or a suite's keys together."""
+    if len(arms) == 1:
+        return arms[0].key
+    return hashlib.sha256("|".join(a.key for a in arms).encode()).hexdigest()[:16]
+
+
+class _Trial:
+    """One configuration: its MLflow runs, its rows, and its training of the seeds (of every
+    dataset of a suite).
+
+    Cells (configuration x dataset x seed) that the results table already holds to the last
+    epoch, from an earlier invocation of the study, are reused instead of trained again.
     """
 
     def __init__(
-        self,
-        spec: StudySpec,
-        cfg: trainers.TrialConfig,
-        values: dict[str, Any],
-        key: str,
-        ctx: TrialContext,
+        self, spec: StudySpec, arms: list[_Arm], values: dict[str, Any], ctx: TrialContext
     ) -> None:
-        self.spec, self.cfg, self.values, self.key, self.ctx = spec, cfg, values, key, ctx
+        self.spec, self.arms, self.values, self.ctx = spec, arms, values, ctx
+        self.cfg = arms[0].cfg  # what every dataset shares: epochs, method, optimiser
+        self.key = suite_key(arms)
         self.tracker = ctx.tracker
         self.trial_run = ""
-        self.seed_runs: dict[int, str] = {}
         self.rows: list[dict[str, Any]] = []
-        self.reused: dict[int, list[dict[str, Any]]] = {}
-
-    @property
-    def fresh_seeds(self) -> list[int]:
-        return [s for s in self.spec.seeds if s not in self.reused]
 
     def open_runs(self, resume: dict[str, Any] | None) -> None:
-        """The trial's MLflow run and one nested run per seed: the ones this configuration
-        already has (restart, resume, extension), else new ones."""
+        """The trial's MLflow run and one nested run per (dataset,) seed: the ones this
+        configuration already has (restart, resume, extension), else new ones."""
         if resume is not None:
-            self.trial_run, self.seed_runs = resume["trial_run"], resume["seed_runs"]
-            self.rows, self.reused = list(resume["rows"]), resume["reused"]
+            self.trial_run, self.rows = resume["trial_run"], list(resume["rows"])
+            for arm, state in zip(self.arms, _arm_states(resume)):
+                arm.seed_runs, arm.reused = state["seed_runs"], state["reused"]
         else:
-            self.reused = results.finished_cells(
-                self.ctx.study_dir, self.key, self.cfg.train.epochs
-            )
+            for arm in self.arms:
+                arm.reused = results.finished_cells(
+                    self.ctx.study_dir, arm.key, self.cfg.train.epochs
+                )
             self._find_or_start_runs()
-        for run_id in (self.trial_run, *(self.seed_runs[s] for s in self.fresh_seeds)):
+        fresh = [a.seed_runs[s] for a in self.arms for s in a.fresh_seeds(self.spec.seeds)]
+        for run_id in (self.trial_run, *fresh):
             self.tracker.reopen(run_id)
 
     def _find_or_start_runs(self) -> None:
-        flat = config.to_flat_dict(self.cfg)
-        flat.pop("seed")
         tags = {TRIAL_ID: self.ctx.trial_id, TRIAL_KEY: self.key}
-        runs = self.tracker.runs_of_config(self.key)
-        trials = [r.info.run_id for r in runs if r.data.tags.get(ROLE) == "trial"]
+        trials = [
+            r.info.run_id
+            for r in self.tracker.runs_of_config(self.key)
+            if r.data.tags.get(ROLE) == "trial"
+        ]
         if trials:
             self.trial_run = trials[0]
         else:
             name = run_name(self.ctx.trial_name, self.values)
             parent = self.tracker.parent_run_id
-            self.trial_run = self.tracker.start_run(parent, name, "trial", flat | self.values, tags)
+            params = self._trial_params() | self.values
+            self.trial_run = self.tracker.start_run(parent, name, "trial", params, tags)
             self.tracker.log_text(self.trial_run, config.to_yaml(self.cfg), "config.yaml")
-        self.seed_runs = {
+        self.tracker.set_tags(self.trial_run, {TRIAL_ID: self.ctx.trial_id})  # the Ray trial
+        for arm in self.arms:
+            self._find_or_start_seed_runs(arm)
+
+    def _trial_params(self) -> dict[str, Any]:
+        flat = config.to_flat_dict(self.cfg)
+        flat.pop("seed")
+        if self.spec.datasets:  # the seed runs carry each dataset's own settings
+            flat = {k: v for k, v in flat.items() if not k.startswith("dataset.")}
+            flat["datasets"] = list(self.spec.datasets)
+        return flat
+
+    def _find_or_start_seed_runs(self, arm: _Arm) -> None:
+        arm.seed_runs = {
             int(r.data.params["seed"]): r.info.run_id
-            for r in runs
+            for r in self.tracker.runs_of_config(arm.key)
             if r.data.tags.get(ROLE) == "seed" and r.data.tags.get(PARENT) == self.trial_run
         }
-        for run_id in (self.trial_run, *self.seed_runs.values()):
-            self.tracker.set_tags(run_id, {TRIAL_ID: self.ctx.trial_id})  # the current Ray trial
+        for run_id in arm.seed_runs.values():
+            self.tracker.set_tags(run_id, {TRIAL_ID: self.ctx.trial_id})
+        flat = config.to_flat_dict(arm.cfg)
+        tags = {TRIAL_ID: self.ctx.trial_id, TRIAL_KEY: arm.key}
+        on = f" {arm.dataset}" if arm.dataset else ""
         for seed in self.spec.seeds:
-            if seed not in self.seed_runs:
-                name = f"{self.ctx.trial_name} seed={seed}"
-                params = flat | {"seed": seed}
-                self.seed_runs[seed] = self.tracker.start_run(
-                    self.trial_run, name, "seed", params, tags
+            if seed not in arm.seed_runs:
+                name = f"{self.ctx.trial_name}{on} seed={seed}"
+                arm.seed_runs[seed] = self.tracker.start_run(
+                    self.trial_run, name, "seed", flat | {"seed": seed}, tags
                 )
 
     def train(self, report: Report, resume: dict[str, Any] | None) -> None:
-        fresh = self.fresh_seeds
-        backbone = task = frozen = None
-        states = resume["seeds"] if resume else None
-        if fresh and replay.table_path():  # metrics read from a tabular benchmark, no training
-            backbone = replay.stub_backbone()
-            epochs: Any = replay.fit_seeds(self.values, fresh, self.cfg.train.epochs, states)
-        elif fresh:
-            backbone, task, frozen = shared_inputs(self.cfg)  # one for every seed
-            if resume is None:
-                self._log_datasets(task, fresh)
-            epochs = trainers.fit_seeds(self.cfg, fresh, backbone, task, states, frozen)
-        else:
-            epochs = itertools.repeat([])
+        states = _arm_states(resume) if resume else [{} for _ in self.arms]
+        # every dataset's epochs side by side: the scheduler compares trials on the suite mean
+        epochs = zip(*(self._epochs(a, s.get("seeds"), resume) for a, s in zip(self.arms, states)))
         first = resume["epoch"] + 1 if resume else 1
         start = time.monotonic() - (self.rows[-1]["wall_s"] if self.rows else 0.0)
-        for epoch, per_seed in zip(range(first, self.cfg.train.epochs + 1), epochs):
-            for m in per_seed:  # what the epoch cost is recorded and searchable like a result
-                m.metrics |= m.costs
-            by_seed = {s: m.metrics for s, m in zip(fresh, per_seed)}
-            by_seed |= {s: _metrics_of(rows[epoch - 1]) for s, rows in self.reused.items()}
-            mean = seed_mean([by_seed[s] for s in self.spec.seeds])
-            self._record(epoch, per_seed, mean, backbone, time.monotonic() - start)
+        for epoch, per_arm in zip(range(first, self.cfg.train.epochs + 1), epochs):
+            means = []
+            for arm, (per_seed, backbone) in zip(self.arms, per_arm):
+                for m in per_seed:  # what the epoch cost is recorded and searchable like a result
+                    m.metrics |= m.costs
+                means.append(self._record_arm(arm, epoch, per_seed, backbone, start))
+            mean = seed_mean(means)
+            self._record_trial(epoch, mean, means)
             state = {
                 "epoch": epoch,
                 "trial_run": self.trial_run,
-                "seed_runs": self.seed_runs,
                 "rows": self.rows,
-                "reused": self.reused,
-                "seeds": [m.state() for m in per_seed],
+                "arms": [
+                    a.state() | {"seeds": [m.state() for m in per_seed]}
+                    for a, (per_seed, _) in zip(self.arms, per_arm)
+                ],
             }
             report(mean | {"epoch": epoch}, state)
 
-    def _record(
+    def _epochs(
+        self, arm: _Arm, states: list[Any] | None, resume: dict[str, Any] | None
+    ) -> Iterator[tuple[list[Any], Backbone | None]]:
+        """(per fresh seed its epoch's metrics, the backbone) for every epoch of one dataset."""
+        fresh = arm.fresh_seeds(self.spec.seeds)
+        if not fresh:
+            yield from itertools.repeat(([], None))
+            return
+        if replay.table_path():  # metrics read from a tabular benchmark, no training
+            backbone = replay.stub_backbone()
+            epochs: Iterator[Any] = replay.fit_seeds(
+                self.values, fresh, self.cfg.train.epochs, states, arm.dataset
+            )
+        else:
+            backbone, task, frozen = shared_inputs(arm.cfg, keep=len(self.arms))
+            if resume is None:
+                self._log_datasets(arm, task, fresh)
+            epochs = trainers.fit_seeds(arm.cfg, fresh, backbone, task, states, frozen)
+        for per_seed in epochs:
+            yield per_seed, backbone
+
+    def _record_arm(
         self,
+        arm: _Arm,
         epoch: int,
         per_seed: list[EpochMetrics],
-        mean: dict[str, float],
         backbone: Backbone | None,
-        wall: float,
-    ) -> None:
-        """Everything about one epoch, written before the scheduler may stop the trial."""
+        start: float,
+    ) -> dict[str, float]:
+        """One dataset's epoch: its seed runs' metrics and prompts, its rows; its seed mean."""
+        fresh = arm.fresh_seeds(self.spec.seeds)
         tracker = self.tracker
-        last = epoch == self.cfg.train.epochs
-        for seed, m in zip(self.fresh_seeds, per_seed):
-            run_id = self.seed_runs[seed]
+        for seed, m in zip(fresh, per_seed):
+            run_id = arm.seed_runs[seed]
             tracker.log_metrics(run_id, m.metrics, step=epoch)
             tracker.log_bytes(run_id, "prompts.pt", _tensors_bytes(m.method.prompt_tensors()))
             readable = json.dumps(describe_prompts(m.method, backbone), indent=1)
             tracker.log_text(run_id, readable, "prompts.json")
-        tracker.log_metrics(self.trial_run, mean, step=epoch)
-        status = "completed" if last else "running"
+        status = "completed" if epoch == self.cfg.train.epochs else "running"
+        wall = time.monotonic() - start
         self.rows += [
-            self._row(seed, epoch, wall, status, m.metrics)
-            for seed, m in zip(self.fresh_seeds, per_seed)
+            self._row(arm, seed, epoch, wall, status, m.metrics) for seed, m in zip(fresh, per_seed)
         ]
+        by_seed = {s: m.metrics for s, m in zip(fresh, per_seed)}
+        by_seed |= {s: _metrics_of(rows[epoch - 1]) for s, rows in arm.reused.items()}
+        return seed_mean([by_seed[s] for s in self.spec.seeds])
+
+    def _record_trial(
+        self, epoch: int, mean: dict[str, float], means: list[dict[str, float]]
+    ) -> None:
+        """Everything about one epoch, written before the scheduler may stop the trial."""
+        tracker = self.tracker
+        per_dataset = {  # a suite's trial run also shows each dataset's seed mean
+            f"{arm.dataset}/{k}": v
+            for arm, m in zip(self.arms, means)
+            if arm.dataset
+            for k, v in m.items()
+        }
+        tracker.log_metrics(self.trial_run, mean | per_dataset, step=epoch)
         if self.rows:
             results.write_part(self.rows, self.ctx.study_dir, self.ctx.trial_id)
-        if last:
-            for run_id in (self.trial_run, *(self.seed_runs[s] for s in self.fresh_seeds)):
+        if epoch == self.cfg.train.epochs:
+            fresh = [a.seed_runs[s] for a in self.arms for s in a.fresh_seeds(self.spec.seeds)]
+            for run_id in (self.trial_run, *fresh):
                 tracker.finish_run(run_id, "completed", {"ablate.stopped_epoch": str(epoch)})
 
-    def _log_datasets(self, task: Task, seeds: list[int]) -> None:
+    def _log_datasets(self, arm: _Arm, task: Task, seeds: list[int]) -> None:
         """The few-shot images each seed trains on, as an MLflow dataset input (with digest)."""
-        d = self.cfg.dataset
+        d = arm.cfg.dataset
         for seed in seeds:
             index = sample_few_shot(task.train.labels, task.base_classes, d.shots, seed)
             digest = hashlib.sha256(index.numpy().tobytes()).hexdigest()[:16]
             name = f"{d.name}-{d.shots}shot-seed{seed}"
             self.tracker.log_dataset(
-                self.seed_runs[seed], name, digest, d.root or d.name, len(index)
+                arm.seed_runs[seed], name, digest, d.root or d.name, len(index)
             )
 
     def _row(
-        self, seed: int, epoch: int, wall: float, status: str, metrics: dict[str, float]
+        self,
+        arm: _Arm,
+        seed: int,
+        epoch: int,
+        wall: float,
+        status: str,
+        metrics: dict[str, float],
     ) -> dict[str, Any]:
         row: dict[str, Any] = {
             "study": self.spec.name,
             "trial_id": self.ctx.trial_id,
             "trial_name": self.ctx.trial_name,
-            "trial_key": self.key,
+            "trial_key": arm.key,
             "seed": seed,
             "epoch": epoch,
             "wall_s": wall,
             "status": status,
         }
+        if arm.dataset:
+            row["dataset"] = arm.dataset
         row |= {k: float(v) for k, v in metrics.items()}
         row |= {k: results.cell(v) for k, v in self.values.items()}
         return row
@@ -250,23 +330,39 @@ class _Trial:
         """Mark the trial's runs failed with the error and its traceback (error.txt)."""
         text = traceback.format_exc()
         error = f"{type(err).__name__}: {err}"[:4000]
-        fresh = [self.seed_runs[s] for s in self.fresh_seeds if s in self.seed_runs]
+        fresh = [
+            a.seed_runs[s]
+            for a in self.arms
+            for s in a.fresh_seeds(self.spec.seeds)
+            if s in a.seed_runs
+        ]
         for run_id in filter(None, (self.trial_run, *fresh)):
             self.tracker.log_text(run_id, text, "error.txt")
             self.tracker.finish_run(run_id, "failed", {"ablate.error": error})
 
 
+def _arm_states(resume: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per dataset: its seed runs, reused cells and seed states (a checkpoint written before
+    suites held one dataset's at the top level)."""
+    if "arms" in resume:
+        return resume["arms"]
+    return [{k: resume[k] for k in ("seed_runs", "reused", "seeds")}]
+
+
 _KEPT: dict[str, Any] = {}  # the last trial's inputs, for the next trial in this process
 
 
-def shared_inputs(cfg: trainers.TrialConfig) -> tuple[Backbone, Task, FrozenFeatures]:
+def shared_inputs(
+    cfg: trainers.TrialConfig, keep: int = 1
+) -> tuple[Backbone, Task, FrozenFeatures]:
     """The frozen backbone, the dataset and the prompt-free features for `cfg`'s trial.
 
     Ray reuses a worker process for the study's next trial (`reuse_actors`), so what the last
     trial loaded is kept when the next one uses the same backbone and dataset: the backbone is
     loaded and the images decoded once per process, and CoOp's image features or MoPE's
     conditioning are computed once for every configuration of a study (exact: all frozen).
-    Only the last backbone is kept, so a worker never holds two in GPU memory.
+    Only the last backbone is kept, so a worker never holds two in GPU memory, and the last
+    `keep` datasets (a suite's trial trains on each of its datasets every epoch).
     """
     device = resolve_device(cfg.train.device)
     model_key = repr((cfg.backbone, str(device)))
@@ -276,10 +372,13 @@ def shared_inputs(cfg: trainers.TrialConfig) -> tuple[Backbone, Task, FrozenFeat
         _KEPT.clear()
         _KEPT["backbone"] = load_backbone(cfg.backbone, device)
         _KEPT["model_key"] = model_key
-    if _KEPT.get("data_key") != data_key:
-        _KEPT["task"], _KEPT["frozen"] = load_task(cfg.dataset), FrozenFeatures()
-        _KEPT["data_key"] = data_key
-    return _KEPT["backbone"], _KEPT["task"], _KEPT["frozen"]
+    tasks: dict[str, tuple[Task, FrozenFeatures]] = _KEPT.setdefault("tasks", {})
+    if data_key not in tasks:
+        while len(tasks) >= keep:
+            del tasks[next(iter(tasks))]  # the oldest
+        tasks[data_key] = load_task(cfg.dataset), FrozenFeatures()
+    task, frozen = tasks[data_key]
+    return _KEPT["backbone"], task, frozen
 
 
 def _metrics_of(row: dict[str, Any]) -> dict[str, float]:

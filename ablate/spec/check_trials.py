@@ -43,10 +43,12 @@ class Finding:
     compose: bool = False  # composition failed: the trial has no config
 
 
-def check(spec: StudySpec) -> tuple[list[tuple[str, str]], TrialConfig | None]:
-    """(key, reason) of every problem of the study's trials, and the first trial's config that
-    composes (None if none does)."""
-    trials = _ProbeTrials(spec)
+def check(
+    spec: StudySpec, dataset: str | None = None
+) -> tuple[list[tuple[str, str]], TrialConfig | None]:
+    """(key, reason) of every problem of the study's trials (on `dataset` of a suite), and the
+    first trial's config that composes (None if none does)."""
+    trials = _ProbeTrials(spec, dataset)
     problems: list[tuple[str, str]] = []
     seen: set[str] = set()
     composing: set[str] = set()  # keys with a composition problem: one report each is enough
@@ -67,8 +69,8 @@ def check(spec: StudySpec) -> tuple[list[tuple[str, str]], TrialConfig | None]:
 class _ProbeTrials:
     """The probe trials of one study, each composed and checked at most once."""
 
-    def __init__(self, spec: StudySpec) -> None:
-        self.spec = spec
+    def __init__(self, spec: StudySpec, dataset: str | None = None) -> None:
+        self.spec, self.dataset = spec, dataset
         self.params = {p.key: p for p in spec.search_parameters()}
         self.combos = self._probe_combos()
         self._results: dict[tuple[Combo, bool], tuple[TrialConfig | None, list[Finding]]] = {}
@@ -130,9 +132,10 @@ class _ProbeTrials:
         if (combo, extras) not in self._results:
             spec = self.spec if extras else dataclasses.replace(self.spec, extra_overrides=[])
             try:
-                cfg = config.compose(spec.trial_overrides(dict(combo)))
+                cfg = config.compose(spec.trial_overrides(dict(combo), self.dataset))
             except ConfigError as err:
-                self._results[combo, extras] = None, [Finding(str(err), compose=True)]
+                reason = self._on_dataset(str(err))
+                self._results[combo, extras] = None, [Finding(reason, compose=True)]
             else:
                 self._results[combo, extras] = cfg, self._runtime_findings(cfg)
         return self._results[combo, extras]
@@ -143,7 +146,8 @@ class _ProbeTrials:
         from trainers import protocols
         from trainers.backbone import BackboneError
 
-        findings = [Finding(reason) for reason in self._dataset_reasons(cfg)]
+        where = "datasets" if self.dataset else None  # a suite's dataset, not the base
+        findings = [Finding(self._on_dataset(r), where) for r in self._dataset_reasons(cfg)]
         allowed = [*protocols.metric_names(cfg.dataset), "train/loss", *COSTS]
         if self.spec.metric.name not in allowed:
             reason = (
@@ -154,7 +158,11 @@ class _ProbeTrials:
         dims = self._backbone_dims(cfg)
         if isinstance(dims, BackboneError):
             return [*findings, Finding(str(dims))]
-        return findings + [Finding(reason) for reason in cfg.method.check(dims)]
+        return findings + [Finding(self._on_dataset(r)) for r in cfg.method.check(dims)]
+
+    def _on_dataset(self, reason: str) -> str:
+        """A suite's problem says on which of its datasets it arises."""
+        return f"on dataset {self.dataset}: {reason}" if self.dataset else reason
 
     def _dataset_reasons(self, cfg: TrialConfig) -> list[str]:
         from trainers import protocols

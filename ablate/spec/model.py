@@ -138,6 +138,10 @@ class StudySpec:
     description: str = knob("", "one line on what the study asks")
     method: str = knob(help="the registered method every trial trains")
     base: dict[str, Any] = knob(help="dotted config keys every trial sets", factory=dict)
+    datasets: list[str] = knob(
+        help="a suite: every trial trains on each dataset and seed, decided on the suite mean",
+        factory=list,
+    )
     metric: Metric = knob(help="what the search optimises", factory=Metric)
     parameters: list[Parameter] = knob(help="dotted config keys to search", factory=list)
     seeds: list[int] = knob(help="each configuration runs once per seed", factory=lambda: [1])
@@ -154,20 +158,29 @@ class StudySpec:
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
-    def base_overrides(self) -> list[str]:
-        """Group choices, then the file's base values, then the command line's overrides."""
+    @property
+    def suite(self) -> list[str | None]:
+        """The datasets every trial trains on; [None] when the base (or Hydra) picks one."""
+        return list(self.datasets) or [None]
+
+    def base_overrides(self, dataset: str | None = None) -> list[str]:
+        """Group choices (the suite's `dataset` among them), then the file's base values, then
+        the command line's overrides."""
         groups = [to_override("method", self.method)]
+        groups += [to_override("dataset", dataset)] if dataset else []
         groups += [to_override(k, v) for k, v in self.base.items() if k in GROUPS]
         values = [to_override(k, v) for k, v in self.base.items() if k not in GROUPS]
         return groups + values + list(self.extra_overrides)
 
-    def trial_overrides(self, params: dict[str, Any]) -> list[str]:
-        """The overrides of one sampled configuration (ablation variant expanded)."""
+    def trial_overrides(self, params: dict[str, Any], dataset: str | None = None) -> list[str]:
+        """The overrides of one sampled configuration (ablation variant expanded) on `dataset`
+        of the suite (by default its first: what a configuration's shape depends on)."""
         values = dict(params)
         variant = values.pop(VARIANT_KEY, None)
         if self.ablation is not None and variant is not None:
             values = self.ablation.configurations()[variant] | values
-        return self.base_overrides() + [to_override(k, v) for k, v in sorted(values.items())]
+        dataset = dataset or self.suite[0]
+        return self.base_overrides(dataset) + [to_override(k, v) for k, v in sorted(values.items())]
 
     def search_parameters(self) -> list[Parameter]:
         """The parameters the searcher samples, with the ablation variant as a categorical one."""
@@ -211,10 +224,10 @@ def describe_plan(spec: StudySpec) -> str:
     lines = [
         f"study      {spec.name}  ({spec.path}, sha256 {spec.sha256[:12]})",
         f"method     {spec.method}",
-        f"trials     {spec.num_trials} configurations x {len(spec.seeds)} seeds {spec.seeds} "
-        f"= {spec.num_trials * len(spec.seeds)} runs",
+        _runs_line(spec),
         f"search     {spec.search.algorithm}, at most {spec.search.max_concurrent} at once, "
-        f"optimising {spec.metric.name} ({spec.metric.goal}) on the seed mean",
+        f"optimising {spec.metric.name} ({spec.metric.goal}) on the "
+        + ("suite mean of the seed means" if spec.datasets else "seed mean"),
         f"scheduler  {sched}",
         f"resources  {spec.resources.cpu:g} CPU, {_gpu_text(spec.resources)} per trial",
         "parameters",
@@ -225,6 +238,15 @@ def describe_plan(spec: StudySpec) -> str:
     lines.append("first trial's config")
     lines += ["  " + line for line in config.to_yaml(cfg).splitlines()]
     return "\n".join(lines)
+
+
+def _runs_line(spec: StudySpec) -> str:
+    suite = f" x {len(spec.datasets)} datasets {spec.datasets}" if spec.datasets else ""
+    runs = spec.num_trials * len(spec.suite) * len(spec.seeds)
+    return (
+        f"trials     {spec.num_trials} configurations{suite} x {len(spec.seeds)} seeds "
+        f"{spec.seeds} = {runs} runs"
+    )
 
 
 def _first_values(spec: StudySpec) -> dict[str, Any]:

@@ -67,10 +67,18 @@ def _top_level(k: Knob, config_keys: dict[str, dict[str, Any]]) -> dict[str, Any
         "base": lambda: _nullable(_base(config_keys), k.help),
         "parameters": lambda: _nullable(_parameters(config_keys), k.help),
         "seeds": lambda: _seeds(k.default),
+        "datasets": lambda: _datasets(),
         "ablation": lambda: _nullable(_ablation(), k.help),
     }
     schema = special[k.name]() if k.name in special else _value(k)
     return {"description": k.help, **schema}
+
+
+def _datasets() -> dict[str, Any]:
+    from ablate import config
+
+    names = {"enum": config.group_options("dataset")}
+    return {"type": "array", "items": names, "minItems": 1, "uniqueItems": True}
 
 
 def _section(cls: type) -> dict[str, Any]:

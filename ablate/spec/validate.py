@@ -102,6 +102,7 @@ class _Checker(FileChecks):
             method=method or "",
             description=self.string(raw, "description") or "",
             base=base,
+            datasets=self.datasets(raw, base, extra),
             metric=self.metric(raw),
             parameters=self.parameters(raw),
             seeds=self.seeds(raw),
@@ -128,6 +129,33 @@ class _Checker(FileChecks):
             if item.split("=", 1)[0] in searched:
                 self.add("overrides", f"{item!r} sets a searched parameter; remove one of the two")
         return spec
+
+    def datasets(self, raw: dict, base: dict, extra: list[str]) -> list[str]:
+        """A suite: distinct dataset presets, and no other place that picks the dataset."""
+        if raw.get("datasets") is None:
+            return []
+        names = raw["datasets"]
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            self.add("datasets", f"expected a non-empty list of dataset names, got {kind(names)}")
+            return []
+        from ablate import config
+
+        known = config.group_options("dataset")
+        for name in names:
+            if name not in known:
+                self.add("datasets", f"{name!r} is not a dataset; one of {', '.join(known)}")
+        if len(set(names)) != len(names):
+            self.add("datasets", f"repeated datasets in {names}")
+        why = "the suite's `datasets` pick each trial's dataset"
+        if "dataset" in base:
+            self.add("base.dataset", f"{why}; remove base.dataset (or datasets)")
+        for key in ("dataset", "dataset.name"):
+            if key in self.mapping(raw, "parameters"):
+                self.add(f"parameters.{key}", f"{why}; a suite is not searched over")
+        for item in extra:
+            if item.split("=", 1)[0] in ("dataset", "dataset.name"):
+                self.add("overrides", f"{item!r}: {why}; edit the suite instead")
+        return [n for n in names if n in known]
 
     def metric(self, raw: dict) -> Metric:
         return Metric(**self.section(raw, "metric", Metric, {"name": self.metric_name}))
@@ -278,9 +306,12 @@ class _Checker(FileChecks):
     def check_semantics(self, spec: StudySpec) -> None:
         from ablate.spec import check_trials  # composes with Hydra and the trainers
 
-        problems, first = check_trials.check(spec)
-        for key, reason in problems:
-            self.add(key, reason)
+        first = None
+        for dataset in spec.suite:  # a suite's every dataset, before anything launches
+            problems, cfg = check_trials.check(spec, dataset)
+            first = first or cfg
+            for key, reason in problems:
+                self.add(key, reason)
         if first is None:
             return
         epochs = first.train.epochs
