@@ -290,7 +290,11 @@ def summary(
         best = pick(finished, key=lambda t: t.metric)
         lines.append(
             f"Best configuration: {best.name}, {spec.metric.name} = {best.metric:.2f} "
-            f"(mean over seeds {spec.seeds})"
+            + (
+                f"(mean over {len(spec.datasets)} datasets of the mean over seeds {spec.seeds})"
+                if spec.datasets
+                else f"(mean over seeds {spec.seeds})"
+            )
         )
         lines += [f"    {k} = {v}" for k, v in sorted(best.params.items())]
     for t in outcome.trials:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import functools
 import os
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,9 @@ from typing import Any
 # the table's absolute path (a trial may run in another directory), set before Ray starts:
 # Ray's local workers inherit the environment of the process that started Ray
 ENV = "ABLATE_REPLAY"
+# seconds each replayed epoch takes, as if it trained (0: none): orchestration's share of a
+# trial with epochs of a given length, and a study slow enough to be interrupted in a test
+PACE_ENV = "ABLATE_REPLAY_EPOCH_S"
 
 
 def table_path() -> Path | None:
@@ -108,7 +112,9 @@ def fit_seeds(
         values = {**values, "dataset": dataset}
     curves = [table.curve(values, seed) for seed in seeds]
     first = max((r or {}).get("epoch", 0) for r in (resumes or [None])) + 1
+    pace = float(os.environ.get(PACE_ENV) or 0)
     for epoch in range(first, min(epochs, *map(len, curves)) + 1):
+        time.sleep(pace)
         yield [ReplayedEpoch(epoch, dict(curve[epoch - 1])) for curve in curves]
 
 

@@ -119,23 +119,34 @@ def extension(spec: StudySpec, study_dir: results.Location, invocation: int) -> 
 def finished_configs(
     spec: StudySpec, study_dir: results.Location
 ) -> list[tuple[dict[str, Any], set[int], float]]:
-    """(sampled params, seeds done, seed-mean metric at the last epoch) per finished config."""
+    """(sampled params, seeds done, seed-mean metric at the last epoch) per finished config;
+    a suite's configuration counts the seeds done on every dataset, and the suite mean."""
     table = results.read_all(study_dir)
     if table is None:
         return []
     keys = [p.key for p in spec.search_parameters()]
     rows = [r for r in table.to_pylist() if r["status"] in ("completed", "pruned")]
-    by_key: dict[str, list[dict[str, Any]]] = {}
+    by_config: dict[str, dict[Any, list[dict[str, Any]]]] = {}
     for row in rows:
         if all(k in row for k in keys):
-            by_key.setdefault(row["trial_key"], []).append(row)
+            config = json.dumps([row[k] for k in keys], default=str)
+            by_config.setdefault(config, {}).setdefault(row.get("dataset"), []).append(row)
     out = []
-    for group in by_key.values():
-        last = max(r["epoch"] for r in group)
-        final = [r for r in group if r["epoch"] == last and r.get(spec.metric.name) is not None]
-        if not final:
+    for per_dataset in by_config.values():
+        if spec.datasets and set(per_dataset) != set(spec.datasets):
+            continue  # a suite's configuration is known once every dataset has a result
+        finals = [_final(group, spec.metric.name) for group in per_dataset.values()]
+        if not all(finals):
             continue
-        params = {k: space.encode(results.uncell(final[0][k])) for k in keys}
-        reward = sum(r[spec.metric.name] for r in final) / len(final)
-        out.append((params, {r["seed"] for r in final}, reward))
+        first = finals[0][0]
+        params = {k: space.encode(results.uncell(first[k])) for k in keys}
+        seeds = set.intersection(*({r["seed"] for r in final} for final in finals))
+        means = [sum(r[spec.metric.name] for r in f) / len(f) for f in finals]
+        out.append((params, seeds, sum(means) / len(means)))
     return out
+
+
+def _final(group: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """The rows of a configuration's (dataset's) last epoch that hold the metric."""
+    last = max(r["epoch"] for r in group)
+    return [r for r in group if r["epoch"] == last and r.get(metric) is not None]
