@@ -249,6 +249,7 @@ def _plan_params(spec: StudySpec) -> dict[str, str]:
         "study.method": spec.method,
         "study.metric": f"{spec.metric.name} ({spec.metric.goal})",
         "study.seeds": str(spec.seeds),
+        **({"study.datasets": str(spec.datasets)} if spec.datasets else {}),
         "study.trials": str(spec.num_trials),
         "study.search": spec.search.algorithm,
         "study.max_concurrent": str(spec.search.max_concurrent),
