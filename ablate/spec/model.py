@@ -138,7 +138,10 @@ class StudySpec:
     description: str = knob("", "one line on what the study asks")
     method: str = knob(help="the registered method every trial trains")
     base: dict[str, Any] = knob(help="dotted config keys every trial sets", factory=dict)
-    metric: Metric = knob(help="what the search optimises", factory=Metric)
+    metric: Metric = knob(
+        help="what the search optimises: one metric, or a list of them (a Pareto front)",
+        factory=Metric,
+    )
     parameters: list[Parameter] = knob(help="dotted config keys to search", factory=list)
     seeds: list[int] = knob(help="each configuration runs once per seed", factory=lambda: [1])
     search: Search = knob(help="how configurations are proposed", factory=Search)
@@ -146,9 +149,15 @@ class StudySpec:
     resources: Resources = knob(help="what one trial asks Ray for", factory=Resources)
     ablation: Ablation | None = knob(None, "named variants searched as one categorical parameter")
     retries: int = knob(0, "how often a failed trial is retried", minimum=0)
+    more_objectives: tuple[Metric, ...] = knob(file=False, factory=tuple)  # metric: [a, b, ...]
     path: Path = knob(file=False)
     text: str = knob(file=False)
     extra_overrides: list[str] = knob(file=False, factory=list)
+
+    @property
+    def objectives(self) -> tuple[Metric, ...]:
+        """Every metric the search optimises, `metric` (the first of a list) first."""
+        return (self.metric, *self.more_objectives)
 
     @property
     def sha256(self) -> str:
@@ -214,7 +223,8 @@ def describe_plan(spec: StudySpec) -> str:
         f"trials     {spec.num_trials} configurations x {len(spec.seeds)} seeds {spec.seeds} "
         f"= {spec.num_trials * len(spec.seeds)} runs",
         f"search     {spec.search.algorithm}, at most {spec.search.max_concurrent} at once, "
-        f"optimising {spec.metric.name} ({spec.metric.goal}) on the seed mean",
+        f"optimising {objectives_text(spec)} on the seed mean"
+        + (" (a Pareto front)" if spec.more_objectives else ""),
         f"scheduler  {sched}",
         f"resources  {spec.resources.cpu:g} CPU, {_gpu_text(spec.resources)} per trial",
         "parameters",
@@ -225,6 +235,11 @@ def describe_plan(spec: StudySpec) -> str:
     lines.append("first trial's config")
     lines += ["  " + line for line in config.to_yaml(cfg).splitlines()]
     return "\n".join(lines)
+
+
+def objectives_text(spec: StudySpec) -> str:
+    """`val/hm (maximize), cost/params (minimize)`: the plan's and the parent run's spelling."""
+    return ", ".join(f"{o.name} ({o.goal})" for o in spec.objectives)
 
 
 def _first_values(spec: StudySpec) -> dict[str, Any]:
