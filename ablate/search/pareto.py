@@ -1,5 +1,6 @@
 """The Pareto front of a study with several objectives: the configurations no other one beats
-on every objective at once. Plain Python, shared by `ablate search`'s summary and `ablate report`."""
+on every objective at once. Plain Python, shared by `ablate search`'s summary and by
+`ablate report`."""
 
 from __future__ import annotations
 

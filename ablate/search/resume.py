@@ -32,13 +32,13 @@ log = logging.getLogger("ablate")
 class Prior:
     """Configurations earlier invocations of this study finished (to extend it, not redo it).
 
-    With `rewards`, Optuna is warm-started with them as completed trials; without (new seeds),
-    they are evaluated again first, and the trials skip the (configuration, seed) cells that the
-    results table already holds.
+    With `rewards` (per configuration, the seed mean of each objective), Optuna is warm-started
+    with them as completed trials; without (new seeds), they are evaluated again first, and the
+    trials skip the (configuration, seed) cells that the results table already holds.
     """
 
     configs: list[dict[str, Any]]
-    rewards: list[float] | None
+    rewards: list[list[float]] | None
 
 
 @dataclass
@@ -118,8 +118,9 @@ def extension(spec: StudySpec, study_dir: results.Location, invocation: int) -> 
 
 def finished_configs(
     spec: StudySpec, study_dir: results.Location
-) -> list[tuple[dict[str, Any], set[int], float]]:
-    """(sampled params, seeds done, seed-mean metric at the last epoch) per finished config."""
+) -> list[tuple[dict[str, Any], set[int], list[float]]]:
+    """(sampled params, seeds done, seed mean of each objective at the last epoch) per finished
+    config."""
     table = results.read_all(study_dir)
     if table is None:
         return []
@@ -132,10 +133,15 @@ def finished_configs(
     out = []
     for group in by_key.values():
         last = max(r["epoch"] for r in group)
-        final = [r for r in group if r["epoch"] == last and r.get(spec.metric.name) is not None]
+        names = [o.name for o in spec.objectives]
+        final = [
+            r
+            for r in group
+            if r["epoch"] == last and all(r.get(name) is not None for name in names)
+        ]
         if not final:
             continue
         params = {k: space.encode(results.uncell(final[0][k])) for k in keys}
-        reward = sum(r[spec.metric.name] for r in final) / len(final)
-        out.append((params, {r["seed"] for r in final}, reward))
+        rewards = [sum(r[name] for r in final) / len(final) for name in names]
+        out.append((params, {r["seed"] for r in final}, rewards))
     return out
