@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ablate.search import pareto
@@ -22,7 +23,7 @@ MAX_TAG = 5000  # MLflow's tag value limit
 class Answer:
     objectives: list[tuple[str, str]]  # (metric name, goal), the first one first
     members: list[TrialOutcome]  # the best trial, or the front ordered by the first objective
-    candidates: int  # completed trials that reported every objective
+    candidates: int  # completed configurations that reported every objective
 
     @property
     def is_front(self) -> bool:
@@ -37,9 +38,9 @@ def find(spec: StudySpec, outcome: StudyOutcome) -> Answer:
     """The best completed trial on the seed means, or the non-dominated ones."""
     objectives = [(o.name, o.goal) for o in spec.objectives]
     names, goals = [n for n, _ in objectives], [g for _, g in objectives]
-    done = [
+    done = _configurations(
         t for t in outcome.trials if t.status == "completed" and all(n in t.metrics for n in names)
-    ]
+    )
     sign = 1.0 if goals[0] == "maximize" else -1.0
     if len(objectives) == 1:
         members = [max(done, key=lambda t: sign * t.metrics[names[0]])] if done else []
@@ -47,6 +48,14 @@ def find(spec: StudySpec, outcome: StudyOutcome) -> Answer:
         front = pareto.non_dominated([[t.metrics[n] for n in names] for t in done], goals)
         members = sorted((done[i] for i in front), key=lambda t: -sign * t.metrics[names[0]])
     return Answer(objectives, members, len(done))
+
+
+def _configurations(trials: Iterable[TrialOutcome]) -> list[TrialOutcome]:
+    """One trial per configuration, the first sampled (a sampler may propose one again)."""
+    first: dict[str, TrialOutcome] = {}
+    for t in sorted(trials, key=lambda t: t.name):
+        first.setdefault(_json(t.params), t)
+    return list(first.values())
 
 
 def summary_lines(answer: Answer, seeds: list[int]) -> list[str]:

@@ -150,7 +150,7 @@ class _Checker(FileChecks):
             body = {where: item}
             metric = Metric(**self.section(body, where, Metric, {"name": self.metric_name}))
             earlier = [j for j, m in enumerate(found) if m.name == metric.name]
-            if earlier and "name" in item:
+            if earlier and item.get("name") == metric.name:  # a valid name, given twice
                 self.add(f"{where}.name", f"{metric.name!r} is already metric[{earlier[0]}]")
             found.append(metric)
         return found or [Metric()]
