@@ -135,3 +135,25 @@ def test_every_sampler_samples_for_several_objectives(algorithm):
         trial = study.ask(dists)
         study.tell(trial, [trial.params["lr"], -trial.params["lr"]])
     assert len(study.best_trials) >= 1
+
+
+def test_ray_s_searcher_is_warm_started_with_every_objective():
+    """An extension's finished configurations reach Ray's OptunaSearch's own study with a value
+    per objective, and the searcher then proposes new configurations."""
+    from ablate.search.resume import Prior
+    from ablate.search.tuning import NumberedOptunaSearch
+
+    dists = {"lr": optuna.distributions.CategoricalDistribution([0.01, 0.1, 1.0])}
+    prior = Prior([{"lr": 0.01}, {"lr": 0.1}], [[70.0, 9.0], [80.0, 8.0]])
+    searcher = NumberedOptunaSearch(
+        space=dists,
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        metric=["val/hm", "cost/params"],
+        mode=["max", "min"],
+        finished=prior,
+    )
+    study = optuna.load_study(study_name=space.STUDY_NAME, storage=searcher.optuna_storage)
+    assert [t.values for t in study.trials] == [[70.0, 9.0], [80.0, 8.0]]
+    assert searcher.suggest("trial-a")["lr"] in (0.01, 0.1, 1.0)
+    searcher.on_trial_complete("trial-a", {"val/hm": 75.0, "cost/params": 1.0})
+    assert study.trials[-1].values == [75.0, 1.0]
