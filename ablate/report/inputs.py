@@ -3,6 +3,7 @@ there), its study.json, and the metric, goal and distributions logged to its MLf
 
 from __future__ import annotations
 
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 from ablate import results
 from ablate.errors import AblateError
 from ablate.search.resume import load_state
+
+OBJECTIVE = re.compile(r"(\S+) \((maximize|minimize)\)")  # `val/hm (maximize), cost/params ...`
 
 
 @dataclass
@@ -22,8 +25,9 @@ class StudyInfo:
     uri: str | None = None
     experiment_id: str = ""
     parent_run_id: str = ""
-    metric: str = "val/hm"
+    metric: str = "val/hm"  # the first objective
     goal: str = "maximize"
+    objectives: list[tuple[str, str]] = field(default_factory=list)  # (name, goal), all of them
     method: str = ""
     distributions: dict[str, Any] = field(default_factory=dict)
     scheduler: dict[str, Any] | None = None  # the spec's scheduler: its rungs (None: unknown)
@@ -64,8 +68,9 @@ def _read_parent(info: StudyInfo) -> None:
         info.notes.append(f"MLflow unreachable ({type(err).__name__}); report kept local")
         info.uri = None
         return
-    name, _, goal = params.get("study.metric", "val/hm (maximize)").partition(" ")
-    info.metric, info.goal = name, goal.strip("()") or "maximize"
+    spelled = params.get("study.metric", "val/hm (maximize)")  # spec.objectives_text
+    info.objectives = OBJECTIVE.findall(spelled) or [(spelled.split(" ")[0], "maximize")]
+    info.metric, info.goal = info.objectives[0]
     info.method = params.get("study.method", "")
     info.distributions = _spec_distributions(info, params.get("study.file", ""))
 

@@ -11,8 +11,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ablate.report import analysis, learned, paper, plots, prompts, tables
+from ablate.report import analysis, front, learned, paper, plots, prompts, tables
 from ablate.report import markup as h
+from ablate.report.inputs import StudyInfo
 from ablate.report.learned import OPTUNA_FILE
 from ablate.report.summary import Analysis, describe
 from ablate.results import uncell
@@ -34,6 +35,9 @@ def write(data: Analysis, out: Path, evaluator: str) -> None:
         h.Section("prompts", "Learned prompts", _prompts_section(data, out)),
         h.Section("diagnostics", "Diagnostics", _diagnostics_section(data, out)),
     ]
+    if len(data.info.objectives) > 1:
+        pareto = h.Section("front", "Pareto front", front.front_section(data, out))
+        sections.insert(1, pareto)
     overview = h.Section("overview", "Study", _overview(data))
     subtitle = f"ablate report: {len(curves)} trials, metric {data.info.metric} ({data.info.goal})"
     page = h.page(f"Study {data.info.name}", subtitle, [overview, *sections])
@@ -52,7 +56,7 @@ def _overview(data: Analysis) -> str:
         ),  # fmt: skip
         ("seeds", ", ".join(map(str, seeds))),
         ("searched", ", ".join(data.params) or "nothing"),
-        ("metric", f"{info.metric} ({info.goal}); the table shows the {data.table.split} split"),
+        ("metric", f"{_objectives(info)}; the table shows the {data.table.split} split"),
         ("reference row", data.table.reference),
         ("MLflow", f"{info.uri} parent run {info.parent_run_id}" if info.uri else "not used"),
         (
@@ -63,6 +67,14 @@ def _overview(data: Analysis) -> str:
     ]
     pairs += [("note", n) for n in info.notes]
     return h.facts(pairs)
+
+
+def _objectives(info: StudyInfo) -> str:
+    spelled = [f"{n} ({g})" for n, g in info.objectives or [(info.metric, info.goal)]]
+    ranked = (
+        " (the tables rank by the first; the Pareto front weighs all)" if len(spelled) > 1 else ""
+    )
+    return ", ".join(spelled) + ranked
 
 
 # ---- table --------------------------------------------------------------------------------------

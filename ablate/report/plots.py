@@ -203,3 +203,29 @@ def bars(values: Sequence[float], labels: Sequence[str], title: str, ylabel: str
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     return png(fig)
+
+
+def pareto_scatter(
+    points: Sequence[tuple[float, float, str, bool]],
+    x: tuple[str, str],
+    y: tuple[str, str],
+) -> bytes:
+    """Every configuration on two objectives (name, goal); the front (points marked True) in
+    colour, joined in order of x and labelled with its configuration."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.4))
+    rest = [p for p in points if not p[3]]
+    front = sorted((p for p in points if p[3]), key=lambda p: p[0])
+    ax.scatter([p[0] for p in rest], [p[1] for p in rest], s=22, color="0.65", label="dominated")
+    ax.plot([p[0] for p in front], [p[1] for p in front], "-o", color="C3", markersize=6,
+            label="Pareto front", zorder=3)  # fmt: skip
+    for px, py, label, _ in front[:12]:
+        ax.annotate(label[:24], (px, py), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    for axis, (name, goal), values in ((ax.xaxis, x, [p[0] for p in points]),
+                                       (ax.yaxis, y, [p[1] for p in points])):  # fmt: skip
+        better = "higher" if goal == "maximize" else "lower"
+        axis.set_label_text(f"{name} ({better} is better)")
+        if values and min(values) > 0 and max(values) / min(values) >= 100:
+            (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)("log")
+    ax.legend(frameon=False, fontsize=8)
+    ax.set_title(f"Pareto front: {len(front)} of {len(points)} configurations")
+    return png(fig)

@@ -42,7 +42,10 @@ def analyse(info: StudyInfo) -> Analysis:
     final = analysis.final_rows(rows)
     split = analysis.choose_split(final, info.metric)
     metrics = analysis.split_metrics(final, split)
-    extra = [info.metric, *analysis.metric_columns(final, "diag/")]
+    objectives = [name for name, _ in info.objectives]
+    extra = list(
+        dict.fromkeys([info.metric, *objectives, *analysis.metric_columns(final, "diag/")])
+    )
     configs = analysis.configurations(final, params, [*metrics, *extra])
     configs = analysis.order(configs, info.metric, info.goal)
     comparisons = analysis.compare_all(configs, metrics) if configs else []

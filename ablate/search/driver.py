@@ -12,11 +12,11 @@ from pathlib import Path
 from ablate import __version__, results, tracking
 from ablate.cluster import nodes
 from ablate.errors import ConfigError, UnknownStudy, local_studies
-from ablate.search import stopping, tuning
+from ablate.search import answer, stopping, tuning
 from ablate.search.outcome import StudyOutcome
 from ablate.search.ownership import StudyLock
 from ablate.search.resume import Launch, StudyState, decide, extension, load_state
-from ablate.spec import StudySpec, describe_plan
+from ablate.spec import StudySpec, describe_plan, objectives_text
 from ablate.tracking.spool import replay, stop_spooling
 
 SPOOL_DIR = "mlflow-spool"  # tracking calls waiting for an unreachable MLflow (`ablate sync`)
@@ -94,12 +94,14 @@ def _run_owned(
         study_dir, statuses, trial_nodes if nodes.node_count() > 1 else None
     )
     _settle_tracking(tracker, statuses, study_dir)
+    found = answer.find(spec, outcome)
+    record_answer(tracker, found)
     unfinished = any(t.status == "unfinished" for t in outcome.trials)
     counts = {s: outcome.count(s) for s in ("completed", "pruned", "failed")}
     final = "killed" if unfinished else ("completed" if counts["completed"] else "failed")
     # Ray's held-back log lines come out as it lets go of Ray, before the summary
     _close(state, study_dir, tracker, "interrupted" if unfinished else "finished", final, counts)
-    print(summary(spec, outcome, table_path, tracker, time.monotonic() - started))
+    print(summary(spec, outcome, found, table_path, tracker, time.monotonic() - started))
     if unfinished:
         print(f"ablate: {stopping.how()}; run the same command again to resume it.")
         return 130
@@ -247,7 +249,7 @@ def _plan_params(spec: StudySpec) -> dict[str, str]:
     return {
         "study.file": str(spec.path),
         "study.method": spec.method,
-        "study.metric": f"{spec.metric.name} ({spec.metric.goal})",
+        "study.metric": objectives_text(spec),
         "study.seeds": str(spec.seeds),
         **({"study.datasets": str(spec.datasets)} if spec.datasets else {}),
         "study.trials": str(spec.num_trials),
@@ -264,9 +266,22 @@ def _study_tags(spec: StudySpec) -> dict[str, str]:
     return {"ablate.spec_sha256": spec.sha256, "ablate.version": __version__}
 
 
+def record_answer(tracker: tracking.Tracker, found: answer.Answer) -> None:
+    """The study's answer on its parent run: the best trial's metrics and configuration, or
+    the Pareto front (its members' objectives, and pareto_front.csv)."""
+    run = tracker.parent_run_id
+    if not found.members:
+        return
+    tracker.set_tags(run, answer.run_tags(found))
+    tracker.log_metrics(run, answer.run_metrics(found), step=0)
+    if found.is_front:
+        tracker.log_text(run, answer.front_table(found), answer.FRONT_FILE)
+
+
 def summary(
     spec: StudySpec,
     outcome: StudyOutcome,
+    found: answer.Answer,
     table_path: results.Location,
     tracker: tracking.Tracker,
     seconds: float,
@@ -285,19 +300,7 @@ def summary(
             f"Stopped early: the first {c['failed']} trials all failed, so the rest would too. "
             "Fix the error below and run again."
         )
-    finished = [t for t in outcome.trials if t.status == "completed" and t.metric is not None]
-    if finished:
-        pick = max if spec.metric.goal == "maximize" else min
-        best = pick(finished, key=lambda t: t.metric)
-        lines.append(
-            f"Best configuration: {best.name}, {spec.metric.name} = {best.metric:.2f} "
-            + (
-                f"(mean over {len(spec.datasets)} datasets of the mean over seeds {spec.seeds})"
-                if spec.datasets
-                else f"(mean over seeds {spec.seeds})"
-            )
-        )
-        lines += [f"    {k} = {v}" for k, v in sorted(best.params.items())]
+    lines += answer.summary_lines(found, spec.seeds, spec.datasets)
     for t in outcome.trials:
         if t.status == "failed":
             lines.append(f"Failed: {t.name}: {t.error}")

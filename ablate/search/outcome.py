@@ -15,7 +15,7 @@ class TrialOutcome:
     status: str  # completed | pruned | failed
     epochs: int
     params: dict[str, Any]
-    metric: float | None  # the seed mean of the study metric at the last reported epoch
+    metrics: dict[str, float]  # the seed mean of every metric at the last reported epoch
     error: str = ""
     node: str = ""  # the Ray node id the trial last ran on
 

@@ -32,13 +32,13 @@ log = logging.getLogger("ablate")
 class Prior:
     """Configurations earlier invocations of this study finished (to extend it, not redo it).
 
-    With `rewards`, Optuna is warm-started with them as completed trials; without (new seeds),
-    they are evaluated again first, and the trials skip the (configuration, seed) cells that the
-    results table already holds.
+    With `rewards` (per configuration, the seed mean of each objective), Optuna is warm-started
+    with them as completed trials; without (new seeds), they are evaluated again first, and the
+    trials skip the (configuration, seed) cells that the results table already holds.
     """
 
     configs: list[dict[str, Any]]
-    rewards: list[float] | None
+    rewards: list[list[float]] | None
 
 
 @dataclass
@@ -118,9 +118,9 @@ def extension(spec: StudySpec, study_dir: results.Location, invocation: int) -> 
 
 def finished_configs(
     spec: StudySpec, study_dir: results.Location
-) -> list[tuple[dict[str, Any], set[int], float]]:
-    """(sampled params, seeds done, seed-mean metric at the last epoch) per finished config;
-    a suite's configuration counts the seeds done on every dataset, and the suite mean."""
+) -> list[tuple[dict[str, Any], set[int], list[float]]]:
+    """(sampled params, seeds done, seed mean of each objective at the last epoch) per finished
+    config; a suite's configuration counts the seeds done on every dataset, and suite means."""
     table = results.read_all(study_dir)
     if table is None:
         return []
@@ -132,21 +132,26 @@ def finished_configs(
             config = json.dumps([row[k] for k in keys], default=str)
             by_config.setdefault(config, {}).setdefault(row.get("dataset"), []).append(row)
     out = []
+    names = [o.name for o in spec.objectives]
     for per_dataset in by_config.values():
         if spec.datasets and set(per_dataset) != set(spec.datasets):
             continue  # a suite's configuration is known once every dataset has a result
-        finals = [_final(group, spec.metric.name) for group in per_dataset.values()]
+        finals = [_final(group, names) for group in per_dataset.values()]
         if not all(finals):
             continue
         first = finals[0][0]
         params = {k: space.encode(results.uncell(first[k])) for k in keys}
         seeds = set.intersection(*({r["seed"] for r in final} for final in finals))
-        means = [sum(r[spec.metric.name] for r in f) / len(f) for f in finals]
-        out.append((params, seeds, sum(means) / len(means)))
+        rewards = [
+            sum(sum(r[name] for r in f) / len(f) for f in finals) / len(finals) for name in names
+        ]
+        out.append((params, seeds, rewards))
     return out
 
 
-def _final(group: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
-    """The rows of a configuration's (dataset's) last epoch that hold the metric."""
+def _final(group: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
+    """The rows of a configuration's (dataset's) last epoch that hold every objective."""
     last = max(r["epoch"] for r in group)
-    return [r for r in group if r["epoch"] == last and r.get(metric) is not None]
+    return [
+        r for r in group if r["epoch"] == last and all(r.get(name) is not None for name in names)
+    ]

@@ -174,6 +174,27 @@ def new_storage() -> optuna.storages.BaseStorage:
     return optuna.storages.InMemoryStorage()
 
 
+def add_finished(
+    storage: optuna.storages.BaseStorage,
+    distributions: dict[str, BaseDistribution],
+    configs: list[dict[str, Any]],
+    rewards: list[list[float]],
+) -> None:
+    """Earlier invocations' finished configurations as completed trials of the searcher's study,
+    with a value per objective (Ray's own warm start takes one value per trial only)."""
+    study = optuna.load_study(
+        study_name=STUDY_NAME, storage=storage, sampler=optuna.samplers.RandomSampler()
+    )
+    for params, values in zip(configs, rewards):
+        trial = optuna.trial.create_trial(
+            state=_STATES["completed"],
+            values=list(values),
+            params=params,
+            distributions={k: d for k, d in distributions.items() if k in params},
+        )
+        study.add_trial(trial)
+
+
 def newest_trial_number(storage: optuna.storages.BaseStorage) -> int:
     """The number of the trial the searcher asked for last (Optuna numbers them 0, 1, 2, ...)."""
     study_id = storage.get_study_id_from_name(STUDY_NAME)

@@ -13,6 +13,7 @@ from ablate.spec.model import (
     Scheduler,
     StudySpec,
     describe_plan,
+    objectives_text,
     thaw,
 )
 from ablate.spec.validate import load
@@ -26,5 +27,6 @@ __all__ = [
     "StudySpec",
     "describe_plan",
     "load",
+    "objectives_text",
     "thaw",
 ]

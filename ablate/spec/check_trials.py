@@ -149,12 +149,15 @@ class _ProbeTrials:
         where = "datasets" if self.dataset else None  # a suite's dataset, not the base
         findings = [Finding(self._on_dataset(r), where) for r in self._dataset_reasons(cfg)]
         allowed = [*protocols.metric_names(cfg.dataset), "train/loss", *COSTS]
-        if self.spec.metric.name not in allowed:
-            reason = (
-                f"{self.spec.metric.name!r} is not one of {', '.join(allowed)} (the metrics of "
-                f"dataset {cfg.dataset.name}, protocol {cfg.dataset.protocol})"
-            )
-            findings.append(Finding(reason, key="metric.name"))
+        objectives = self.spec.objectives
+        for i, metric in enumerate(objectives):
+            if metric.name not in allowed:
+                reason = (
+                    f"{metric.name!r} is not one of {', '.join(allowed)} (the metrics of "
+                    f"dataset {cfg.dataset.name}, protocol {cfg.dataset.protocol})"
+                )
+                key = f"metric[{i}].name" if len(objectives) > 1 else "metric.name"
+                findings.append(Finding(reason, key=key))
         dims = self._backbone_dims(cfg)
         if isinstance(dims, BackboneError):
             return [*findings, Finding(str(dims))]

@@ -142,7 +142,10 @@ class StudySpec:
         help="a suite: every trial trains on each dataset and seed, decided on the suite mean",
         factory=list,
     )
-    metric: Metric = knob(help="what the search optimises", factory=Metric)
+    metric: Metric = knob(
+        help="what the search optimises: one metric, or a list of them (a Pareto front)",
+        factory=Metric,
+    )
     parameters: list[Parameter] = knob(help="dotted config keys to search", factory=list)
     seeds: list[int] = knob(help="each configuration runs once per seed", factory=lambda: [1])
     search: Search = knob(help="how configurations are proposed", factory=Search)
@@ -150,9 +153,15 @@ class StudySpec:
     resources: Resources = knob(help="what one trial asks Ray for", factory=Resources)
     ablation: Ablation | None = knob(None, "named variants searched as one categorical parameter")
     retries: int = knob(0, "how often a failed trial is retried", minimum=0)
+    more_objectives: tuple[Metric, ...] = knob(file=False, factory=tuple)  # metric: [a, b, ...]
     path: Path = knob(file=False)
     text: str = knob(file=False)
     extra_overrides: list[str] = knob(file=False, factory=list)
+
+    @property
+    def objectives(self) -> tuple[Metric, ...]:
+        """Every metric the search optimises, `metric` (the first of a list) first."""
+        return (self.metric, *self.more_objectives)
 
     @property
     def sha256(self) -> str:
@@ -226,8 +235,9 @@ def describe_plan(spec: StudySpec) -> str:
         f"method     {spec.method}",
         _runs_line(spec),
         f"search     {spec.search.algorithm}, at most {spec.search.max_concurrent} at once, "
-        f"optimising {spec.metric.name} ({spec.metric.goal}) on the "
-        + ("suite mean of the seed means" if spec.datasets else "seed mean"),
+        f"optimising {objectives_text(spec)} on the "
+        + ("suite mean of the seed means" if spec.datasets else "seed mean")
+        + (" (a Pareto front)" if spec.more_objectives else ""),
         f"scheduler  {sched}",
         f"resources  {spec.resources.cpu:g} CPU, {_gpu_text(spec.resources)} per trial",
         "parameters",
@@ -247,6 +257,11 @@ def _runs_line(spec: StudySpec) -> str:
         f"trials     {spec.num_trials} configurations{suite} x {len(spec.seeds)} seeds "
         f"{spec.seeds} = {runs} runs"
     )
+
+
+def objectives_text(spec: StudySpec) -> str:
+    """`val/hm (maximize), cost/params (minimize)`: the plan's and the parent run's spelling."""
+    return ", ".join(f"{o.name} ({o.goal})" for o in spec.objectives)
 
 
 def _first_values(spec: StudySpec) -> dict[str, Any]:

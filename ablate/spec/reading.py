@@ -166,9 +166,11 @@ class KeyWalk:
             return
         self._walked.add(id(node))
         within = (*within, node)
-        if isinstance(node, yaml.SequenceNode):  # no keys of its own, maybe mappings inside
-            for item in node.value:
-                self.walk(item, prefix, within)
+        if isinstance(node, yaml.SequenceNode):  # items as `key[i]`, maybe mappings inside
+            for i, item in enumerate(node.value):
+                indexed = f"{prefix.removesuffix('.')}[{i}]"
+                self.lines[indexed] = item.start_mark.line + 1
+                self.walk(item, f"{indexed}.", within)
         elif isinstance(node, yaml.MappingNode):
             self._mapping(node, prefix, within)
 

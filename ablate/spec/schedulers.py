@@ -35,6 +35,7 @@ class SchedulerEntry:
     plan: Plan
     knobs: tuple[str, ...] = ()  # the `scheduler:` fields it reads
     fidelity: bool = True  # it takes `time_attr`: the epoch is its unit of time
+    ranks: bool = True  # it compares trials on one metric, so a study with several cannot use it
 
 
 SCHEDULERS: dict[str, SchedulerEntry] = {
@@ -83,12 +84,18 @@ SCHEDULERS: dict[str, SchedulerEntry] = {
         kwargs=lambda s, epochs: {},
         plan=lambda s, epochs: f"no early stopping: every trial trains {epochs} epochs",
         fidelity=False,
+        ranks=False,
     ),
 }
 
 
 def names() -> tuple[str, ...]:
     return tuple(SCHEDULERS)
+
+
+def unranked() -> tuple[str, ...]:
+    """The schedulers that compare no trials: what a study with several objectives may use."""
+    return tuple(name for name, entry in SCHEDULERS.items() if not entry.ranks)
 
 
 def hyperband_brackets(s: Fields, epochs: int) -> int:

@@ -58,6 +58,10 @@ def json_schema() -> dict[str, Any]:
 
 
 def _top_level(k: Knob, config_keys: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    if k.name == "metric":  # one objective, or a list of them (a Pareto front)
+        one = _section(Metric)
+        several = {"type": "array", "items": one, "minItems": 1}
+        return {"description": k.help, "anyOf": [one, several, {"type": "null"}]}
     if k.name in SECTIONS:
         return _nullable(_section(SECTIONS[k.name]), k.help)
     special = {

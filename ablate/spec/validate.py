@@ -14,6 +14,7 @@ from typing import Any
 
 from ablate import overrides
 from ablate.errors import Problem, SpecError
+from ablate.spec import schedulers
 from ablate.spec.fields import keys
 from ablate.spec.model import (
     DISTRIBUTIONS,
@@ -95,6 +96,7 @@ class _Checker(FileChecks):
         for key in base:
             if not isinstance(key, str):
                 self.add(f"base.{key}", "keys must be dotted config paths")
+        objectives = self.metric(raw)
         spec = StudySpec(
             path=path,
             text=text,
@@ -103,7 +105,8 @@ class _Checker(FileChecks):
             description=self.string(raw, "description") or "",
             base=base,
             datasets=self.datasets(raw, base, extra),
-            metric=self.metric(raw),
+            metric=objectives[0],
+            more_objectives=tuple(objectives[1:]),
             parameters=self.parameters(raw),
             seeds=self.seeds(raw),
             search=self.search(raw),
@@ -128,6 +131,7 @@ class _Checker(FileChecks):
         for item in extra:
             if item.split("=", 1)[0] in searched:
                 self.add("overrides", f"{item!r} sets a searched parameter; remove one of the two")
+        self.scheduler_ranks(raw, spec)
         return spec
 
     def datasets(self, raw: dict, base: dict, extra: list[str]) -> list[str]:
@@ -157,8 +161,48 @@ class _Checker(FileChecks):
                 self.add("overrides", f"{item!r}: {why}; edit the suite instead")
         return [n for n in names if n in known]
 
-    def metric(self, raw: dict) -> Metric:
-        return Metric(**self.section(raw, "metric", Metric, {"name": self.metric_name}))
+    def metric(self, raw: dict) -> list[Metric]:
+        """`metric:` as one mapping, or a list of them (several objectives: a Pareto front)."""
+        items = raw.get("metric")
+        if not isinstance(items, list):
+            return [Metric(**self.section(raw, "metric", Metric, {"name": self.metric_name}))]
+        if not items:
+            self.add("metric", "expected a mapping {name, goal} or a non-empty list of them")
+            return [Metric()]
+        found: list[Metric] = []
+        for i, item in enumerate(items):
+            where = f"metric[{i}]"
+            if not isinstance(item, dict):
+                self.add(where, f"expected a mapping such as {{name: val/hm}}, got {kind(item)}")
+                continue
+            body = {where: item}
+            metric = Metric(**self.section(body, where, Metric, {"name": self.metric_name}))
+            earlier = [j for j, m in enumerate(found) if m.name == metric.name]
+            if earlier and item.get("name") == metric.name:  # a valid name, given twice
+                self.add(f"{where}.name", f"{metric.name!r} is already metric[{earlier[0]}]")
+            found.append(metric)
+        return found or [Metric()]
+
+    def scheduler_ranks(self, raw: dict, spec: StudySpec) -> None:
+        """A scheduler that compares trials on one metric cannot serve several objectives."""
+        count = len(spec.objectives)
+        entry = schedulers.SCHEDULERS.get(spec.scheduler.type)
+        if count < 2 or entry is None or not entry.ranks:
+            return
+        fits = " or ".join(f"scheduler: {{type: {n}}}" for n in schedulers.unranked())
+        given = isinstance(raw.get("scheduler"), dict) and "type" in raw["scheduler"]
+        if given:
+            self.add(
+                "scheduler.type",
+                f"{spec.scheduler.type} ranks trials on one metric; a study with {count} "
+                f"objectives needs {fits}",
+            )
+        else:
+            self.add(
+                "metric",
+                f"{count} objectives need {fits}; the default scheduler, "
+                f"{spec.scheduler.type}, ranks trials on one metric",
+            )
 
     def metric_name(self, raw: dict, where: str) -> str:
         default = knob_of(Metric, "name").default

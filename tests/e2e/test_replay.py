@@ -75,6 +75,12 @@ def test_a_replayed_study_records_the_tables_metrics(tmp_path):
     experiment = client.get_experiment_by_name("replayed")
     runs = client.search_runs([experiment.experiment_id], "tags.`ablate.role` = 'trial'")
     assert len(runs) == len(LRS) * len(LENGTHS)
+    # the study run carries its answer: the best configuration's metrics and parameters
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`ablate.role` = 'study'")
+    best = max(runs, key=lambda r: r.data.metrics["val/hm"])
+    assert parent.data.tags["ablate.best_trial"] == best.data.tags["mlflow.runName"].split()[0]
+    assert parent.data.metrics["best/val/hm"] == pytest.approx(best.data.metrics["val/hm"])
+    assert parent.data.metrics["best/test/hm"] == pytest.approx(best.data.metrics["test/hm"])
     for run in runs:
         lr, length = (
             float(run.data.params["optim.lr"]),

@@ -18,7 +18,7 @@ from ablate import results
 from ablate.cluster import nodes
 from ablate.search import space
 from ablate.search.outcome import StudyOutcome, TrialOutcome, error_line, status_of, trial_name
-from ablate.search.resume import Launch
+from ablate.search.resume import Launch, Prior
 from ablate.search.tuning.callbacks import PendingNotice, StatusCallback
 from ablate.search.tuning.connection import reenter_working_dir, tune_verbosity
 from ablate.search.tuning.ray_api import (
@@ -96,17 +96,19 @@ def run_study(
 
 def _tune_config(spec: StudySpec, epochs: int, launch: Launch) -> tune.TuneConfig:
     prior = launch.prior
+    rewarded = prior is not None and prior.rewards is not None
     searcher = NumberedOptunaSearch(
         space=space.to_distributions(spec.search_parameters()),
         sampler=space.make_sampler(spec, launch.invocation),
-        metric=spec.metric.name,
-        mode=spec.metric.mode,
-        points_to_evaluate=prior.configs if prior else None,
-        evaluated_rewards=prior.rewards if prior else None,
+        **_objectives(spec),
+        points_to_evaluate=prior.configs if prior and not rewarded else None,
+        finished=prior if rewarded else None,
     )
+    # several objectives: Tune itself ranks one metric, so only the searcher is told them (as
+    # Ray's OptunaSearch asks), and validation admits only a scheduler that ranks nothing
+    ranked = {} if spec.more_objectives else _objectives(spec)
     return tune.TuneConfig(
-        metric=spec.metric.name,
-        mode=spec.metric.mode,
+        **ranked,
         search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
         scheduler=make_scheduler(spec.scheduler, epochs),
         num_samples=spec.num_trials if launch.num_trials is None else launch.num_trials,
@@ -125,15 +127,25 @@ class NumberedOptunaSearch(OptunaSearch):
     Optuna storage is ours, so the number is read through Optuna's public API; it is pickled with
     the searcher's state, so a restored study numbers on."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, finished: Prior | None = None, **kwargs: Any) -> None:
         self.optuna_storage = space.new_storage()
         super().__init__(storage=self.optuna_storage, study_name=space.STUDY_NAME, **kwargs)
+        if finished is not None and finished.rewards is not None:  # completed trials, warm start
+            dists = kwargs["space"]
+            space.add_finished(self.optuna_storage, dists, finished.configs, finished.rewards)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         config = super().suggest(trial_id)
         if isinstance(config, dict) and trial_id not in _NUMBERS:
             _NUMBERS[trial_id] = space.newest_trial_number(self.optuna_storage)
         return config
+
+
+def _objectives(spec: StudySpec) -> dict[str, Any]:
+    """metric and mode: one name and mode, or a list of each for several objectives."""
+    if not spec.more_objectives:
+        return {"metric": spec.metric.name, "mode": spec.metric.mode}
+    return {"metric": [o.name for o in spec.objectives], "mode": [o.mode for o in spec.objectives]}
 
 
 def _name_of(trial: Any) -> str:
@@ -167,9 +179,18 @@ def _outcome(grid: Any, spec: StudySpec, statuses: dict[str, str], epochs: int) 
                 status=status,
                 epochs=reached,
                 params=space.decode(config),
-                metric=metrics.get(spec.metric.name),
+                metrics=_seed_means(metrics),
                 error=error_line(str(result.error)) if result.error else "",
             )
         )
     outcome.trials.sort(key=lambda t: t.name)
     return outcome
+
+
+def _seed_means(reported: dict[str, Any]) -> dict[str, float]:
+    """The metrics of a trial's last report (their names have a slash: val/hm, cost/params)."""
+    return {
+        k: float(v)
+        for k, v in reported.items()
+        if "/" in k and isinstance(v, int | float) and not isinstance(v, bool)
+    }

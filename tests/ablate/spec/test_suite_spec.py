@@ -110,6 +110,6 @@ def test_a_suite_configuration_is_finished_once_every_dataset_is(tmp_path, monke
     monkeypatch.setattr(resume.results, "read_all", lambda _: Table(rows(spec.datasets[:2])))
     assert resume.finished_configs(spec, tmp_path) == []  # tiny_animals still missing
     monkeypatch.setattr(resume.results, "read_all", lambda _: Table(rows(spec.datasets)))
-    [(params, seeds, reward)] = resume.finished_configs(spec, tmp_path)
+    [(params, seeds, rewards)] = resume.finished_configs(spec, tmp_path)
     assert params == {"method.prompt_length": 2} and seeds == {1, 2}
-    assert reward == pytest.approx((11.5 + 21.5 + 31.5) / 3)  # the suite mean of seed means
+    assert rewards == pytest.approx([(11.5 + 21.5 + 31.5) / 3])  # the suite mean of seed means
