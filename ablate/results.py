@@ -310,10 +310,7 @@ def finished_cells(
     folder: Location, trial_key: str, epochs: int
 ) -> dict[int, list[dict[str, Any]]]:
     """seed -> its rows (epoch 1..epochs) for the seeds of `trial_key` trained to the end."""
-    table = read_all(folder)
-    if table is None:
-        return {}
-    rows = [r for r in table.to_pylist() if r["trial_key"] == trial_key]
+    rows = [r for r in _rows_of_key(folder, trial_key) if r["trial_key"] == trial_key]
     cells: dict[int, list[dict[str, Any]]] = {}
     for seed in {r["seed"] for r in rows}:
         mine = sorted((r for r in rows if r["seed"] == seed), key=lambda r: r["epoch"])
@@ -323,6 +320,32 @@ def finished_cells(
         ):
             cells[seed] = mine
     return cells
+
+
+# file path -> (its stamp when read, the trial keys it holds): every trial start looks up its
+# finished cells, and a worker runs trial after trial, so each part is read once per worker
+# and then again only when rewritten, instead of the whole study's table at every trial start
+_KEYS: dict[str, tuple[tuple[Any, int | None], frozenset[str]]] = {}
+
+
+def _rows_of_key(folder: Location, trial_key: str) -> list[dict[str, Any]]:
+    """The rows of `trial_key` in results.parquet and the parts (in read_all's order, deduped)."""
+    fs, path, parts = _parts(folder)
+    target = f"{path}/{RESULTS_FILE}"
+    files = ([target] if fs.get_file_info(target).type != pafs.FileType.NotFound else []) + parts
+    tables = []
+    for file in files:
+        stamp = _stamp(fs, file)
+        cached = _KEYS.get(file)
+        if cached is None or cached[0] != stamp:
+            keys = pq.read_table(file, columns=["trial_key"], filesystem=fs).column(0)
+            cached = _KEYS[file] = stamp, frozenset(keys.to_pylist())
+        if trial_key in cached[1]:
+            table = pq.read_table(file, filesystem=fs)
+            tables.append(table.filter(pc.equal(table.column("trial_key"), trial_key)))
+    if not tables:
+        return []
+    return _dedupe(pa.concat_tables(tables, promote_options="permissive")).to_pylist()
 
 
 def rows(folder: Location) -> list[dict[str, Any]]:

@@ -70,3 +70,17 @@ def test_a_part_rewritten_while_compacting_is_kept_for_the_next_compaction(tmp_p
     assert results.read(results.compact(tmp_path)).num_rows == 2 * 2
     monkeypatch.setattr(results, "_tables", read_parts)
     assert results.read(results.compact(tmp_path)).num_rows == 3 * 2  # nothing lost
+
+
+def test_finished_cells_follow_parts_rewritten_after_they_were_read(tmp_path):
+    """A worker reads each part once for its keys and again only when it changes."""
+    results.write_part(rows("a", 2, seeds=(1,))[:1], tmp_path, "ta")  # epoch 1 of 2
+    results.write_part(rows("b", 2), tmp_path, "tb")
+    assert results.finished_cells(tmp_path, "k-a", 2) == {}
+    assert set(results.finished_cells(tmp_path, "k-b", 2)) == {1, 2}
+    results.write_part(rows("a", 2, seeds=(1,)), tmp_path, "ta")  # the trial went on
+    cells = results.finished_cells(tmp_path, "k-a", 2)
+    assert list(cells) == [1] and [r["epoch"] for r in cells[1]] == [1, 2]
+    results.compact(tmp_path)  # parts merged into results.parquet, then deleted
+    assert set(results.finished_cells(tmp_path, "k-b", 2)) == {1, 2}
+    assert results.finished_cells(tmp_path, "k-c", 2) == {}
