@@ -56,6 +56,7 @@ FIXED = pa.schema(
 )
 RESULTS_FILE = "results.parquet"
 Location = Path | str  # a local folder, or a URI that pyarrow.fs opens (s3://, gs://, file://)
+DISK_RESERVE_ENV = "ABLATE_DISK_RESERVE_MB"
 CORRUPT = ".corrupt"  # suffix of a file set aside because it cannot be read
 log = logging.getLogger("ablate")
 
@@ -108,6 +109,23 @@ def _write_atomic(fs: pafs.FileSystem, target: str, write: Any) -> None:
         if is_disk_full(err):
             raise DiskFull(target, "no space left on device") from err
         raise
+
+
+def disk_reserve() -> int:
+    """Bytes a study keeps free where it writes ($ABLATE_DISK_RESERVE_MB, default 100): it
+    stops below them, so Ray's experiment state, checkpoints and the table are written whole."""
+    return int(float(os.environ.get(DISK_RESERVE_ENV) or 100) * 2**20)
+
+
+def low_space(location: Location) -> str | None:
+    """Why `location`'s disk is too full for a study to go on, or None (always, for a URI)."""
+    free, reserve = free_bytes(location), disk_reserve()
+    if free is None or free >= reserve:
+        return None
+    return (
+        f"{free / 2**20:.2f} MiB free, less than the {reserve / 2**20:.2f} MiB a study keeps "
+        f"free (${DISK_RESERVE_ENV})"
+    )
 
 
 def free_bytes(location: Location) -> int | None:

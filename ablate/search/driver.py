@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ablate import __version__, results, tracking
 from ablate.cluster import nodes
-from ablate.errors import ConfigError, UnknownStudy, local_studies
+from ablate.errors import ConfigError, DiskFull, UnknownStudy, local_studies
 from ablate.search import stopping, tuning
 from ablate.search.outcome import StudyOutcome
 from ablate.search.ownership import StudyLock
@@ -39,6 +39,7 @@ def run_search(
     plan = describe_plan(spec)
     log.info("%s\n", plan)
     study_dir = results.study_location(storage or results_dir, spec.name)
+    check_disk(study_dir)
     with StudyLock(study_dir, spec.name), stopping.on_sigterm():
         try:
             code = _run_owned(spec, study_dir, uri, plan, address, storage, system_metrics)
@@ -46,9 +47,18 @@ def run_search(
             tuning.disconnect()
             print(f"ablate: {stopping.how()}; run the same command again to resume.")
             code = 130
+    if code == 130 and stopping.reason():  # the study stopped itself: a failure, resumable
+        return 1
     if code == 130 and stopping.terminated():
         return stopping.EXIT_CODE
     return code
+
+
+def check_disk(study_dir: results.Location) -> None:
+    """Refuse to start (nothing written) where the disk is already below the reserve."""
+    low = results.low_space(study_dir)
+    if low:
+        raise DiskFull(study_dir, f"{low}; free space and run the same command again")
 
 
 def _run_owned(

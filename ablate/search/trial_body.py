@@ -24,6 +24,7 @@ from typing import Any
 
 import trainers
 from ablate import config, results
+from ablate.errors import DiskFull
 from ablate.search import replay, space
 from ablate.spec import StudySpec
 from ablate.tracking import PARENT, ROLE, TRIAL_ID, TRIAL_KEY, Tracker, run_name
@@ -213,7 +214,8 @@ class _Trial:
             for seed, m in zip(self.fresh_seeds, per_seed)
         ]
         if self.rows:
-            results.write_part(self.rows, self.ctx.study_dir, self.ctx.trial_id)
+            rows, folder, name = self.rows, self.ctx.study_dir, self.ctx.trial_id
+            when_space(lambda: results.write_part(rows, folder, name), self.ctx.trial_name)
         if last:
             for run_id in (self.trial_run, *(self.seed_runs[s] for s in self.fresh_seeds)):
                 tracker.finish_run(run_id, "completed", {"ablate.stopped_epoch": str(epoch)})
@@ -254,6 +256,26 @@ class _Trial:
         for run_id in filter(None, (self.trial_run, *fresh)):
             self.tracker.log_text(run_id, text, "error.txt")
             self.tracker.finish_run(run_id, "failed", {"ablate.error": error})
+
+
+def when_space(
+    write: Callable[[], Any], who: str, every: float = 5.0, patience: float = 600
+) -> Any:
+    """`write()`, and on a full disk the same again every `every` seconds: the driver stops the
+    study when its disk is below the reserve (this trial then resumes from its last epoch on
+    the next run), or space comes back and the trial goes on. A full disk is not the trial's
+    fault: only when neither happens within `patience` seconds does the trial fail."""
+    waited = 0.0
+    while True:
+        try:
+            return write()
+        except DiskFull as err:
+            if waited >= patience:
+                raise
+            if not waited:
+                print(f"ablate: {who}: {err}; waiting for space (the study stops to resume)")
+            time.sleep(every)
+            waited += every
 
 
 _KEPT: dict[str, Any] = {}  # the last trial's inputs, for the next trial in this process

@@ -19,7 +19,7 @@ from ablate.cluster import nodes
 from ablate.search import space
 from ablate.search.outcome import StudyOutcome, TrialOutcome, error_line, status_of, trial_name
 from ablate.search.resume import Launch
-from ablate.search.tuning.callbacks import PendingNotice, StatusCallback
+from ablate.search.tuning.callbacks import DiskWatch, PendingNotice, StatusCallback
 from ablate.search.tuning.connection import reenter_working_dir, tune_verbosity
 from ablate.search.tuning.ray_api import (
     ConcurrencyLimiter,
@@ -80,7 +80,7 @@ def run_study(
                 storage_path=storage_path,
                 failure_config=tune.FailureConfig(max_failures=spec.retries),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=[guard, pending],
+                callbacks=[guard, pending, DiskWatch(study_dir)],
                 stop=guard,
                 verbose=tune_verbosity(),
             ),

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ablate import config, results
+from ablate.errors import DiskFull, is_disk_full
 from ablate.search import space, trial_body
 from ablate.search.outcome import error_line
 from ablate.search.tuning.ray_api import ray, tune
@@ -103,7 +105,22 @@ def _report_with_checkpoint(metrics: dict[str, float], state: dict[str, Any]) ->
     with tempfile.TemporaryDirectory() as folder:
         torch.save(state, Path(folder) / STATE_FILE)
         checkpoint = tune.Checkpoint.from_directory(folder)
-        tune.report({**metrics, NODE: node}, checkpoint=checkpoint)
+        try:
+            tune.report({**metrics, NODE: node}, checkpoint=checkpoint)
+        except OSError as err:
+            if not is_disk_full(err):
+                raise
+            _wait_to_be_stopped(err)
+
+
+def _wait_to_be_stopped(err: OSError, patience: float = 600) -> None:
+    """A checkpoint that found the disk full cannot be reported again (Tune has counted the
+    epoch): wait for the driver to stop the study below its disk reserve, so this trial
+    resumes from its last checkpoint; if it does not within `patience`, the trial fails."""
+    where = tune.get_context().get_trial_dir()
+    print(f"ablate: disk full: {where} (checkpoint: {error_line(str(err))}); the study stops")
+    time.sleep(patience)
+    raise DiskFull(where, "the checkpoint could not be written") from err
 
 
 def _restore() -> dict[str, Any] | None:
