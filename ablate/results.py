@@ -269,6 +269,13 @@ def _read_or_set_aside(fs: pafs.FileSystem, path: str) -> pa.Table | None:
         return None
 
 
+def set_aside(location: Location) -> Location:
+    """Move an unreadable file to `<name>.corrupt` (numbered when taken); returns where."""
+    fs, path = _fs(location)
+    aside = _set_aside(fs, path)
+    return aside if not is_uri(location) else join(str(location) + aside[len(path) :])
+
+
 def _set_aside(fs: pafs.FileSystem, path: str) -> str:
     aside, number = f"{path}{CORRUPT}", 1
     while fs.get_file_info(aside).type != pafs.FileType.NotFound:

@@ -15,7 +15,14 @@ from ablate.errors import ConfigError, DiskFull, UnknownStudy, local_studies
 from ablate.search import stopping, tuning
 from ablate.search.outcome import StudyOutcome
 from ablate.search.ownership import StudyLock
-from ablate.search.resume import Launch, StudyState, decide, extension, load_state
+from ablate.search.resume import (
+    Launch,
+    StudyState,
+    decide,
+    extension,
+    load_state,
+    lost_configs,
+)
 from ablate.spec import StudySpec, describe_plan
 from ablate.tracking.spool import replay, stop_spooling
 
@@ -80,6 +87,15 @@ def _run_owned(
     log.debug("ablate: MLflow at %s, results in %s", uri, study_dir)
     state = load_state(study_dir)
     mode = decide(spec, state, uri, study_dir, tuning.can_restore)
+    lost = (
+        [] if mode == "resume" else lost_configs(spec, study_dir, tuning.trained_configs(study_dir))
+    )
+    if lost:  # a part or the table was set aside: "done" is not done
+        mode = "extend"
+        log.warning(
+            f"ablate: {len(lost)} configurations of {spec.name!r} have no rows left in the "
+            "results table (a file was set aside as .corrupt); training them again"
+        )
     log.debug("ablate: study.json %s: %s", "found" if state else "absent", mode)
     if mode == "done":
         tuning.disconnect()
@@ -87,7 +103,7 @@ def _run_owned(
         print("ablate: add trials or seeds to the file to extend it, or change `name`.")
         return 0
     results.makedirs(study_dir)
-    tracker, launch, state = _prepare(spec, mode, state, uri, study_dir, plan)
+    tracker, launch, state = _prepare(spec, mode, state, uri, study_dir, plan, lost)
     if launch.num_trials is not None and launch.num_trials <= 0:
         _close(state, study_dir, tracker, "finished", "completed")
         print(f"ablate: all {spec.num_trials} configurations of {spec.name!r} already finished.")
@@ -210,6 +226,7 @@ def _prepare(
     uri: str,
     study_dir: results.Location,
     plan: str,
+    lost: list[dict] | None = None,
 ) -> tuple[tracking.Tracker, Launch, StudyState]:
     """The MLflow parent run and the Ray launch for a new, resumed or extended study."""
     if mode == "resume" and state is not None:
@@ -227,7 +244,7 @@ def _prepare(
         return tracker, Launch(ray_dir, restore=True), state
     invocation = state.invocation + 1 if state else 1
     if mode == "extend":
-        launch = extension(spec, study_dir, invocation)
+        launch = extension(spec, study_dir, invocation, lost)
         reused = len(launch.prior.configs) if launch.prior else 0
         log.info(
             f"ablate: extending study {spec.name!r}: {reused} finished configurations reused;"

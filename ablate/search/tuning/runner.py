@@ -9,6 +9,7 @@ never run another line.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -96,14 +97,18 @@ def run_study(
 
 def _tune_config(spec: StudySpec, epochs: int, launch: Launch) -> tune.TuneConfig:
     prior = launch.prior
+    redo = prior.redo if prior else []  # configurations whose rows were lost: trained again
     searcher = NumberedOptunaSearch(
         space=space.to_distributions(spec.search_parameters()),
         sampler=space.make_sampler(spec, launch.invocation),
         metric=spec.metric.name,
         mode=spec.metric.mode,
-        points_to_evaluate=prior.configs if prior else None,
-        evaluated_rewards=prior.rewards if prior else None,
+        points_to_evaluate=redo or (prior.configs if prior else None),
+        evaluated_rewards=None if redo else (prior.rewards if prior else None),
     )
+    if prior and redo:  # the finished ones still warm-start the searcher
+        for config, reward in zip(prior.configs, prior.rewards or []):
+            searcher.add_evaluated_point(config, reward)
     return tune.TuneConfig(
         metric=spec.metric.name,
         mode=spec.metric.mode,
@@ -140,6 +145,27 @@ def _name_of(trial: Any) -> str:
     """`t007` for Optuna's trial 7 (Tune names a trial right after the searcher suggests it)."""
     number = _NUMBERS.get(trial.trial_id, trial.config.get(TRIAL_NUMBER))
     return trial_name(number)
+
+
+def trained_configs(study_dir: results.Location) -> list[dict[str, Any]]:
+    """The configurations (as the searcher suggested them) of every trial that reported an
+    epoch in any Ray experiment of the study: what the results table should hold rows of.
+    Read from each trial folder's params.json and result.json; [] on an object store."""
+    if results.is_uri(study_dir):
+        return []
+    configs = []
+    for params in sorted(Path(study_dir, "ray").glob("*/*/params.json")):
+        reported = params.with_name("result.json")
+        if not reported.is_file() or reported.stat().st_size == 0:
+            continue  # failed before its first epoch: it has no rows to lose
+        try:
+            config = json.loads(params.read_text())
+        except ValueError:
+            continue
+        config.pop(TRIAL_NUMBER, None)
+        if config not in configs:
+            configs.append(config)
+    return configs
 
 
 def _trial_id_from_path(path: str) -> str:
