@@ -6,8 +6,10 @@ carries (`get_http_status_code`)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 # SQLite under concurrent writers: a lock held too long, or two inserts of one row racing.
@@ -30,27 +32,31 @@ class PatientClient:
         self._client = client
         self._store = store
 
+    @classmethod
+    def connect(cls, make: Callable[[], Any], store: str) -> PatientClient:
+        """`make()` the client under the same patience: opening a SQLite store reads it."""
+        return cls(cls(None, store).call(make), store)
+
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._client, name)
         if not callable(method):
             return method
+        return functools.partial(self.call, method)
 
-        def patient(*args: Any, **kwargs: Any) -> Any:
-            delay, attempt = self.FIRST_DELAY, 0
-            while True:
-                try:
-                    result = method(*args, **kwargs)
-                except Exception as err:
-                    attempt += 1
-                    if not self._may_retry(err, attempt):
-                        raise
-                    time.sleep(delay)
-                    delay = min(2 * delay, self.MAX_DELAY)
-                    continue
-                self._unlocked()
-                return result
-
-        return patient
+    def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        delay, attempt = self.FIRST_DELAY, 0
+        while True:
+            try:
+                result = method(*args, **kwargs)
+            except Exception as err:
+                attempt += 1
+                if not self._may_retry(err, attempt):
+                    raise
+                time.sleep(delay)
+                delay = min(2 * delay, self.MAX_DELAY)
+                continue
+            self._unlocked()
+            return result
 
     def _may_retry(self, err: Exception, attempt: int) -> bool:
         if is_locked(err):

@@ -11,6 +11,7 @@ Statuses: the tag `ablate.status` is `completed`, `pruned` (with `ablate.stopped
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -56,8 +57,8 @@ class Tracker:
 
     @property
     def client(self) -> MlflowClient:
-        client = MlflowClient(tracking_uri=self.uri)
-        return PatientClient(client, _store_name(self.uri))  # type: ignore[return-value]
+        make = functools.partial(MlflowClient, tracking_uri=self.uri)
+        return PatientClient.connect(make, _store_name(self.uri))  # type: ignore[return-value]
 
     # ---- study ------------------------------------------------------------------------------
     def start_study(
@@ -244,9 +245,8 @@ def check_reachable(uri: str) -> str | None:
     """None when the tracking store answers, else why not (checked before a study starts; a
     locked SQLite store is waited for)."""
     try:
-        PatientClient(MlflowClient(tracking_uri=uri), _store_name(uri)).search_experiments(
-            max_results=1
-        )
+        make = functools.partial(MlflowClient, tracking_uri=uri)
+        PatientClient.connect(make, _store_name(uri)).search_experiments(max_results=1)
     except Exception as err:
         return f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
     return None

@@ -154,7 +154,7 @@ def test_a_truncated_checkpoint_restarts_its_trial_without_duplicates(tmp_path):
     out = again.stdout + again.stderr
     assert again.returncode == 0, out[-3000:]
     assert "its checkpoint cannot be read" in out and "trains again from epoch 1" in out
-    assert any(Path(f"{s}.corrupt").exists() for s in states)
+    assert any(f"{s}.corrupt" in out for s in states)  # named (Ray prunes the old folder)
     assert_every_cell_once(tmp_path, configs=2, epochs=40)
 
 
@@ -168,13 +168,13 @@ def test_a_locked_mlflow_store_delays_tracking_but_fails_no_trial(tmp_path):
     parts = tmp_path / "results/ff/parts"
     wait_for(lambda: parts.exists() and any(parts.iterdir()))
     holder = sqlite3.connect(tmp_path / "mlflow.db", timeout=60, isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")  # another process writes to the store for a while
-    time.sleep(8)
+    holder.execute("BEGIN EXCLUSIVE")  # another process writes to the store for a while,
+    time.sleep(25)  # past the 20 s that MLflow's SQLite connections wait by themselves
     holder.execute("COMMIT")
     holder.close()
     out, _ = driver.communicate(timeout=300)
     assert driver.returncode == 0, out[-3000:]
     assert f"the MLflow store {tmp_path / 'mlflow.db'} is locked by another process" in out
     assert "is free again" in out
-    assert "0 failed" in out
+    assert "0 failed" in out, out[-6000:]
     assert_every_cell_once(tmp_path, configs=4, epochs=12)
