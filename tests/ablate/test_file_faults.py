@@ -82,3 +82,19 @@ def test_a_full_disk_raises_disk_full_and_leaves_the_last_part_whole(tiny_disk):
         results.write_part(big, tiny_disk, "a")
     assert [p.name for p in (tiny_disk / "parts").iterdir()] == ["part-a.parquet"]  # no tmp
     assert len(results.rows(tiny_disk)) == 1  # the part written before is intact
+
+
+def test_a_trial_that_finds_the_disk_full_waits_for_space_instead_of_failing(tmp_path):
+    from ablate.search.trial_body import when_space
+
+    attempts = []
+
+    def write() -> str:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise DiskFull(tmp_path / "parts/part-a.parquet")
+        return "written"
+
+    assert when_space(write, "t000", every=0.01) == "written"
+    with pytest.raises(DiskFull):
+        when_space(lambda: (_ for _ in ()).throw(DiskFull("x")), "t000", every=0.01, patience=0.02)
