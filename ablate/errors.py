@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,26 @@ class TrialFailed(AblateError):
 
 class ReportError(AblateError):
     """A study cannot be reported as asked (e.g. nothing completed to compare yet)."""
+
+
+class DiskFull(AblateError):
+    """A write found no space left on the device: the study stops cleanly and resumes when
+    space is freed (docs/reliability.md)."""
+
+    def __init__(self, path: object, detail: str = "") -> None:
+        self.path = str(path)
+        super().__init__(f"disk full: {self.path}" + (f" ({detail})" if detail else ""))
+
+
+# how ENOSPC reads in an OSError, a pyarrow error ("[errno 28]") and SQLite
+_NO_SPACE = ("no space left on device", "[errno 28]", "database or disk is full")
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether `err` says the device is full (ENOSPC), however the library worded it."""
+    if isinstance(err, DiskFull) or getattr(err, "errno", None) == errno.ENOSPC:
+        return True
+    return any(marker in str(err).lower() for marker in _NO_SPACE)
 
 
 class UnknownStudy(AblateError):

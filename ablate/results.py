@@ -16,13 +16,19 @@ Dotted and slashed column names must be quoted in SQL engines such as duckdb: "v
 A study folder is a local path (an NFS mount included) or, for studies on a cluster, a URI that
 `pyarrow.fs` opens (`s3://bucket/prefix`, `gs://...`, `file:///...`): every function here takes
 either, and `probe` checks that a storage location can be written, read and cleaned up.
+
+Faults: a write that finds the device full raises `DiskFull` naming the file (its temporary
+file removed, the file it replaces untouched); a part or table that cannot be read (truncated,
+torn) is set aside as `<name>.corrupt`, never deleted, and its cells count as not done.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import shutil
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +38,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+from ablate.errors import DiskFull, is_disk_full
 
 KEY_COLUMNS = ("trial_key", "seed", "epoch")
 FIXED = pa.schema(
@@ -48,6 +56,9 @@ FIXED = pa.schema(
 )
 RESULTS_FILE = "results.parquet"
 Location = Path | str  # a local folder, or a URI that pyarrow.fs opens (s3://, gs://, file://)
+DISK_RESERVE_ENV = "ABLATE_DISK_RESERVE_MB"
+CORRUPT = ".corrupt"  # suffix of a file set aside because it cannot be read
+log = logging.getLogger("ablate")
 
 
 def is_uri(location: Location) -> bool:
@@ -85,12 +96,46 @@ def makedirs(folder: Location) -> None:
 def _write_atomic(fs: pafs.FileSystem, target: str, write: Any) -> None:
     """A whole file or none: a temporary file and a rename where renames are atomic (local
     disks, NFS); object stores make a single upload visible at once, so it goes straight there."""
-    if isinstance(fs, pafs.LocalFileSystem):
-        tmp = f"{target.rsplit('/', 1)[0]}/.tmp-{uuid.uuid4().hex}"
-        write(tmp)
-        fs.move(tmp, target)
-    else:
-        write(target)
+    tmp = f"{target.rsplit('/', 1)[0]}/.tmp-{uuid.uuid4().hex}"
+    local = isinstance(fs, pafs.LocalFileSystem)
+    try:
+        write(tmp if local else target)
+        if local:
+            fs.move(tmp, target)
+    except OSError as err:
+        if local:
+            with contextlib.suppress(OSError):
+                fs.delete_file(tmp)
+        if is_disk_full(err):
+            raise DiskFull(target, "no space left on device") from err
+        raise
+
+
+def disk_reserve() -> int:
+    """Bytes a study keeps free where it writes ($ABLATE_DISK_RESERVE_MB, default 100): it
+    stops below them, so Ray's experiment state, checkpoints and the table are written whole."""
+    return int(float(os.environ.get(DISK_RESERVE_ENV) or 100) * 2**20)
+
+
+def low_space(location: Location) -> str | None:
+    """Why `location`'s disk is too full for a study to go on, or None (always, for a URI)."""
+    free, reserve = free_bytes(location), disk_reserve()
+    if free is None or free >= reserve:
+        return None
+    return (
+        f"{free / 2**20:.2f} MiB free, less than the {reserve / 2**20:.2f} MiB a study keeps "
+        f"free (${DISK_RESERVE_ENV})"
+    )
+
+
+def free_bytes(location: Location) -> int | None:
+    """Free space where `location` (or its nearest existing parent) lives; None for a URI."""
+    if is_uri(location):
+        return None
+    path = Path(location).resolve()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
 
 
 def write_text(folder: Location, name: str, text: str) -> None:
@@ -196,12 +241,48 @@ def _parts(folder: Location) -> tuple[pafs.FileSystem, str, list[str]]:
 
 
 def _tables(fs: pafs.FileSystem, path: str, parts: list[str]) -> list[pa.Table]:
-    """results.parquet (when there is one) then every part."""
-    tables = [pq.read_table(p, filesystem=fs) for p in parts]
+    """results.parquet (when there is one) then every part; unreadable ones set aside."""
     target = f"{path}/{RESULTS_FILE}"
-    if fs.get_file_info(target).type != pafs.FileType.NotFound:
-        tables.insert(0, pq.read_table(target, filesystem=fs))
-    return tables
+    files = [target] if fs.get_file_info(target).type != pafs.FileType.NotFound else []
+    tables = [_read_or_set_aside(fs, f) for f in files + parts]
+    return [t for t in tables if t is not None]
+
+
+def _read_or_set_aside(fs: pafs.FileSystem, path: str) -> pa.Table | None:
+    """The file's table; None when it cannot be read (truncated, torn), after moving it to
+    `<path>.corrupt` so the next read does not trip on it and its cells are trained again."""
+    try:
+        return pq.read_table(path, filesystem=fs)
+    except FileNotFoundError:
+        return None  # compacted and deleted since it was listed
+    except (pa.ArrowInvalid, OSError) as err:
+        # a truncated file is ArrowInvalid, damaged pages an OSError; a remote store's OSError
+        # may be the network and a permission error is not the file's fault: both raise
+        remote = not isinstance(fs, pafs.LocalFileSystem)
+        if isinstance(err, PermissionError) or (remote and not isinstance(err, pa.ArrowInvalid)):
+            raise
+        aside = _set_aside(fs, path)
+        log.warning(
+            f"ablate: {path} cannot be read ({_reason(err)}); set aside as {aside}. The cells "
+            "it held count as not done: the next `ablate search` of this study trains them again."
+        )
+        return None
+
+
+def set_aside(location: Location) -> Location:
+    """Move an unreadable file to `<name>.corrupt` (numbered when taken); returns where."""
+    fs, path = _fs(location)
+    aside = _set_aside(fs, path)
+    return aside if not is_uri(location) else join(str(location) + aside[len(path) :])
+
+
+def _set_aside(fs: pafs.FileSystem, path: str) -> str:
+    aside, number = f"{path}{CORRUPT}", 1
+    while fs.get_file_info(aside).type != pafs.FileType.NotFound:
+        number += 1
+        aside = f"{path}{CORRUPT}-{number}"
+    fs.move(path, aside)
+    return aside
 
 
 def _table(rows: list[dict[str, Any]]) -> pa.Table:

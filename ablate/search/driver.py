@@ -11,11 +11,18 @@ from pathlib import Path
 
 from ablate import __version__, results, tracking
 from ablate.cluster import nodes
-from ablate.errors import ConfigError, UnknownStudy, local_studies
+from ablate.errors import ConfigError, DiskFull, UnknownStudy, local_studies
 from ablate.search import answer, stopping, tuning
 from ablate.search.outcome import StudyOutcome
 from ablate.search.ownership import StudyLock
-from ablate.search.resume import Launch, StudyState, decide, extension, load_state
+from ablate.search.resume import (
+    Launch,
+    StudyState,
+    decide,
+    extension,
+    load_state,
+    lost_configs,
+)
 from ablate.spec import StudySpec, describe_plan, objectives_text
 from ablate.tracking.spool import replay, stop_spooling
 
@@ -39,6 +46,7 @@ def run_search(
     plan = describe_plan(spec)
     log.info("%s\n", plan)
     study_dir = results.study_location(storage or results_dir, spec.name)
+    check_disk(study_dir)
     with StudyLock(study_dir, spec.name), stopping.on_sigterm():
         try:
             code = _run_owned(spec, study_dir, uri, plan, address, storage, system_metrics)
@@ -46,9 +54,18 @@ def run_search(
             tuning.disconnect()
             print(f"ablate: {stopping.how()}; run the same command again to resume.")
             code = 130
+    if code == 130 and stopping.reason():  # the study stopped itself: a failure, resumable
+        return 1
     if code == 130 and stopping.terminated():
         return stopping.EXIT_CODE
     return code
+
+
+def check_disk(study_dir: results.Location) -> None:
+    """Refuse to start (nothing written) where the disk is already below the reserve."""
+    low = results.low_space(study_dir)
+    if low:
+        raise DiskFull(study_dir, f"{low}; free space and run the same command again")
 
 
 def _run_owned(
@@ -70,6 +87,15 @@ def _run_owned(
     log.debug("ablate: MLflow at %s, results in %s", uri, study_dir)
     state = load_state(study_dir)
     mode = decide(spec, state, uri, study_dir, tuning.can_restore)
+    lost = (
+        [] if mode == "resume" else lost_configs(spec, study_dir, tuning.trained_configs(study_dir))
+    )
+    if lost:  # a part or the table was set aside: "done" is not done
+        mode = "extend"
+        log.warning(
+            f"ablate: {len(lost)} configurations of {spec.name!r} have no rows left in the "
+            "results table (a file was set aside as .corrupt); training them again"
+        )
     log.debug("ablate: study.json %s: %s", "found" if state else "absent", mode)
     if mode == "done":
         tuning.disconnect()
@@ -77,7 +103,7 @@ def _run_owned(
         print("ablate: add trials or seeds to the file to extend it, or change `name`.")
         return 0
     results.makedirs(study_dir)
-    tracker, launch, state = _prepare(spec, mode, state, uri, study_dir, plan)
+    tracker, launch, state = _prepare(spec, mode, state, uri, study_dir, plan, lost)
     if launch.num_trials is not None and launch.num_trials <= 0:
         _close(state, study_dir, tracker, "finished", "completed")
         print(f"ablate: all {spec.num_trials} configurations of {spec.name!r} already finished.")
@@ -202,6 +228,7 @@ def _prepare(
     uri: str,
     study_dir: results.Location,
     plan: str,
+    lost: list[dict] | None = None,
 ) -> tuple[tracking.Tracker, Launch, StudyState]:
     """The MLflow parent run and the Ray launch for a new, resumed or extended study."""
     if mode == "resume" and state is not None:
@@ -219,7 +246,7 @@ def _prepare(
         return tracker, Launch(ray_dir, restore=True), state
     invocation = state.invocation + 1 if state else 1
     if mode == "extend":
-        launch = extension(spec, study_dir, invocation)
+        launch = extension(spec, study_dir, invocation, lost)
         reused = len(launch.prior.configs) if launch.prior else 0
         log.info(
             f"ablate: extending study {spec.name!r}: {reused} finished configurations reused;"

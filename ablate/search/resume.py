@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class Prior:
 
     configs: list[dict[str, Any]]
     rewards: list[list[float]] | None
+    redo: list[dict[str, Any]] = field(default_factory=list)  # rows lost: evaluated first
 
 
 @dataclass
@@ -100,20 +101,48 @@ def _has_results(study_dir: results.Location) -> bool:
     return results.has_results(study_dir)
 
 
-def extension(spec: StudySpec, study_dir: results.Location, invocation: int) -> Launch:
-    """A new Ray experiment that continues from what the results table holds."""
+def extension(
+    spec: StudySpec,
+    study_dir: results.Location,
+    invocation: int,
+    lost: list[dict[str, Any]] | None = None,
+) -> Launch:
+    """A new Ray experiment that continues from what the results table holds; configurations
+    whose rows were `lost` (a file set aside) are trained again first."""
     ray_dir = results.join(study_dir, "ray", f"{spec.name}-{invocation}")
     finished = finished_configs(spec, study_dir)
-    if spec.sampler.exhaustive or not finished:
+    if spec.sampler.exhaustive or not (finished or lost):
         # a grid (an exhaustive sampler) runs again: finished cells are reused, not retrained
         return Launch(ray_dir, invocation=invocation)
     configs = [params for params, _, _ in finished]
+    lost = lost or []
     if all(set(spec.seeds) <= seeds for _, seeds, _ in finished):
-        prior = Prior(configs, [reward for _, _, reward in finished])
+        rewards = [reward for _, _, reward in finished]
         remaining = spec.num_trials - len(configs)
-        return Launch(ray_dir, prior=prior, num_trials=remaining, invocation=invocation)
+        trials = len(lost) + max(0, remaining - len(lost))  # the lost ones are of the budget
+        prior = Prior(configs, rewards, redo=lost)
+        return Launch(ray_dir, prior=prior, num_trials=trials, invocation=invocation)
+    configs += lost  # new seeds: every configuration is evaluated again, held cells reused
     trials = max(spec.num_trials, len(configs))
     return Launch(ray_dir, prior=Prior(configs, None), num_trials=trials, invocation=invocation)
+
+
+def lost_configs(
+    spec: StudySpec, study_dir: results.Location, trained: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The `trained` configurations (as the searcher suggested them) of which the results
+    table holds no row: a part or table that could not be read was set aside."""
+    table = results.read_all(study_dir)
+    keys = [p.key for p in spec.search_parameters()]
+    held = {tuple(r.get(k) for k in keys) for r in (table.to_pylist() if table else [])}
+    lost = []
+    for config in trained:
+        if set(config) != set(keys):  # a trial of an earlier version of the file
+            continue
+        values = space.decode(config)
+        if tuple(results.cell(values.get(k)) for k in keys) not in held:
+            lost.append(config)
+    return lost
 
 
 def finished_configs(

@@ -24,6 +24,7 @@ from typing import Any
 
 import trainers
 from ablate import config, results
+from ablate.errors import DiskFull
 from ablate.search import replay, space
 from ablate.spec import StudySpec
 from ablate.tracking import PARENT, ROLE, TRIAL_ID, TRIAL_KEY, Tracker, run_name
@@ -284,7 +285,8 @@ class _Trial:
         }
         tracker.log_metrics(self.trial_run, mean | per_dataset, step=epoch)
         if self.rows:
-            results.write_part(self.rows, self.ctx.study_dir, self.ctx.trial_id)
+            rows, folder, name = self.rows, self.ctx.study_dir, self.ctx.trial_id
+            when_space(lambda: results.write_part(rows, folder, name), self.ctx.trial_name)
         if epoch == self.cfg.train.epochs:
             fresh = [a.seed_runs[s] for a in self.arms for s in a.fresh_seeds(self.spec.seeds)]
             for run_id in (self.trial_run, *fresh):
@@ -347,6 +349,26 @@ def _arm_states(resume: dict[str, Any]) -> list[dict[str, Any]]:
     if "arms" in resume:
         return resume["arms"]
     return [{k: resume[k] for k in ("seed_runs", "reused", "seeds")}]
+
+
+def when_space(
+    write: Callable[[], Any], who: str, every: float = 5.0, patience: float = 600
+) -> Any:
+    """`write()`, and on a full disk the same again every `every` seconds: the driver stops the
+    study when its disk is below the reserve (this trial then resumes from its last epoch on
+    the next run), or space comes back and the trial goes on. A full disk is not the trial's
+    fault: only when neither happens within `patience` seconds does the trial fail."""
+    waited = 0.0
+    while True:
+        try:
+            return write()
+        except DiskFull as err:
+            if waited >= patience:
+                raise
+            if not waited:
+                print(f"ablate: {who}: {err}; waiting for space (the study stops to resume)")
+            time.sleep(every)
+            waited += every
 
 
 _KEPT: dict[str, Any] = {}  # the last trial's inputs, for the next trial in this process

@@ -11,6 +11,7 @@ Statuses: the tag `ablate.status` is `completed`, `pruned` (with `ablate.stopped
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -26,7 +27,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
 from ablate.tracking.retry import PatientClient
 from ablate.tracking.spool import spooled
-from ablate.tracking.stores import artifact_home, safe_name
+from ablate.tracking.stores import artifact_home, local_store_path, safe_name
 
 ROLE = "ablate.role"  # study | trial | seed
 STATUS = "ablate.status"
@@ -56,7 +57,8 @@ class Tracker:
 
     @property
     def client(self) -> MlflowClient:
-        return PatientClient(MlflowClient(tracking_uri=self.uri))  # type: ignore[return-value]
+        make = functools.partial(MlflowClient, tracking_uri=self.uri)
+        return PatientClient.connect(make, _store_name(self.uri))  # type: ignore[return-value]
 
     # ---- study ------------------------------------------------------------------------------
     def start_study(
@@ -233,10 +235,18 @@ def _param_value(value: Any) -> str:
     return str(value)[:6000]  # MLflow's param value limit
 
 
+def _store_name(uri: str) -> str:
+    """The store as messages name it: a SQLite store by its file."""
+    path = local_store_path(uri)
+    return f"the MLflow store {path or uri}"
+
+
 def check_reachable(uri: str) -> str | None:
-    """None when the tracking store answers, else why not (checked before a study starts)."""
+    """None when the tracking store answers, else why not (checked before a study starts; a
+    locked SQLite store is waited for)."""
     try:
-        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        make = functools.partial(MlflowClient, tracking_uri=uri)
+        PatientClient.connect(make, _store_name(uri)).search_experiments(max_results=1)
     except Exception as err:
         return f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
     return None

@@ -14,7 +14,12 @@ from ablate.search.tuning.connection import (
     disconnect,
     reenter_working_dir,
 )
-from ablate.search.tuning.runner import NumberedOptunaSearch, make_scheduler, run_study
+from ablate.search.tuning.runner import (
+    NumberedOptunaSearch,
+    make_scheduler,
+    run_study,
+    trained_configs,
+)
 
 # Tune pickles the searcher and the callbacks with a study's experiment (tuner.pkl), by class
 # path: a study interrupted before tuning/ was a package restores through its old names.
@@ -29,4 +34,5 @@ __all__ = [
     "make_scheduler",
     "reenter_working_dir",
     "run_study",
+    "trained_configs",
 ]

@@ -1,6 +1,6 @@
 """Ray Tune callbacks of the driver: final MLflow statuses and node tags of every trial (a
-stopped trial's worker may never run another line), the all-fail stop, and the notice that says
-why trials wait."""
+stopped trial's worker may never run another line), the all-fail stop, the notice that says
+why trials wait, and the stop before the study's disk is full."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ablate import results
 from ablate.cluster import nodes
+from ablate.search import stopping
 from ablate.search.outcome import error_line
 from ablate.search.tuning.ray_api import Stopper, tune
 from ablate.search.tuning.trainable import FIDELITY, NODE
@@ -101,6 +103,24 @@ class PendingNotice(tune.Callback):
             log.warning(f"ablate: {len(pending)} trials pending for {waited:.0f} s ({err})")
             return
         log.warning(nodes.pending_message(self.wanted, len(pending), waited, free))
+
+
+class DiskWatch(tune.Callback):
+    """Stops the study as Ctrl-C does (trials checkpointed at their last epoch, resumable) when
+    the disk of its folder falls below the reserve (`results.low_space`), checked every `every`
+    seconds: before a write fails, and a trial that found the disk full waits for this."""
+
+    def __init__(self, folder: results.Location, every: float = 1.0) -> None:
+        self.folder, self.every, self.last = folder, every, 0.0
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return
+        self.last = now
+        low = results.low_space(self.folder)
+        if low:
+            stopping.stop(f"disk full: {self.folder} ({low})")
 
 
 def _error_text(trial: Any) -> str:

@@ -9,6 +9,7 @@ never run another line.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -19,7 +20,7 @@ from ablate.cluster import nodes
 from ablate.search import space
 from ablate.search.outcome import StudyOutcome, TrialOutcome, error_line, status_of, trial_name
 from ablate.search.resume import Launch, Prior
-from ablate.search.tuning.callbacks import PendingNotice, StatusCallback
+from ablate.search.tuning.callbacks import DiskWatch, PendingNotice, StatusCallback
 from ablate.search.tuning.connection import reenter_working_dir, tune_verbosity
 from ablate.search.tuning.ray_api import (
     ConcurrencyLimiter,
@@ -80,7 +81,7 @@ def run_study(
                 storage_path=storage_path,
                 failure_config=tune.FailureConfig(max_failures=spec.retries),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=[guard, pending],
+                callbacks=[guard, pending, DiskWatch(study_dir)],
                 stop=guard,
                 verbose=tune_verbosity(),
             ),
@@ -97,11 +98,12 @@ def run_study(
 def _tune_config(spec: StudySpec, epochs: int, launch: Launch) -> tune.TuneConfig:
     prior = launch.prior
     rewarded = prior is not None and prior.rewards is not None
+    redo = prior.redo if prior else []  # configurations whose rows were lost: trained again
     searcher = NumberedOptunaSearch(
         space=space.to_distributions(spec.search_parameters()),
         sampler=space.make_sampler(spec, launch.invocation),
         **_objectives(spec),
-        points_to_evaluate=prior.configs if prior and not rewarded else None,
+        points_to_evaluate=redo or (prior.configs if prior and not rewarded else None),
         finished=prior if rewarded else None,
     )
     # several objectives: Tune itself ranks one metric, so only the searcher is told them (as
@@ -152,6 +154,27 @@ def _name_of(trial: Any) -> str:
     """`t007` for Optuna's trial 7 (Tune names a trial right after the searcher suggests it)."""
     number = _NUMBERS.get(trial.trial_id, trial.config.get(TRIAL_NUMBER))
     return trial_name(number)
+
+
+def trained_configs(study_dir: results.Location) -> list[dict[str, Any]]:
+    """The configurations (as the searcher suggested them) of every trial that reported an
+    epoch in any Ray experiment of the study: what the results table should hold rows of.
+    Read from each trial folder's params.json and result.json; [] on an object store."""
+    if results.is_uri(study_dir):
+        return []
+    configs = []
+    for params in sorted(Path(study_dir, "ray").glob("*/*/params.json")):
+        reported = params.with_name("result.json")
+        if not reported.is_file() or reported.stat().st_size == 0:
+            continue  # failed before its first epoch: it has no rows to lose
+        try:
+            config = json.loads(params.read_text())
+        except ValueError:
+            continue
+        config.pop(TRIAL_NUMBER, None)
+        if config not in configs:
+            configs.append(config)
+    return configs
 
 
 def _trial_id_from_path(path: str) -> str:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ablate import config, results
+from ablate.errors import DiskFull, is_disk_full
 from ablate.search import space, trial_body
 from ablate.search.outcome import error_line
 from ablate.search.tuning.ray_api import ray, tune
@@ -89,7 +91,15 @@ def make_trainable(
         name = tune.get_context().get_trial_name()
         trial_id = tune.get_context().get_trial_id()
         ctx = trial_body.TrialContext(trial_id, name, folder, tracker, system_metrics)  # type: ignore[arg-type]
-        trial_body.run(spec, params, _report_with_checkpoint, ctx, resume=_restore())
+        resume, reported = _restore(name)
+        report = _report_with_checkpoint
+        if resume is None and reported:  # an unreadable checkpoint: start again from epoch 1
+
+            def report(metrics: dict[str, float], state: dict[str, Any]) -> None:
+                if metrics["epoch"] > reported:  # Tune has the earlier epochs already
+                    _report_with_checkpoint(metrics, state)
+
+        trial_body.run(spec, params, report, ctx, resume=resume)
 
     return trainable
 
@@ -103,14 +113,52 @@ def _report_with_checkpoint(metrics: dict[str, float], state: dict[str, Any]) ->
     with tempfile.TemporaryDirectory() as folder:
         torch.save(state, Path(folder) / STATE_FILE)
         checkpoint = tune.Checkpoint.from_directory(folder)
-        tune.report({**metrics, NODE: node}, checkpoint=checkpoint)
+        try:
+            tune.report({**metrics, NODE: node}, checkpoint=checkpoint)
+        except OSError as err:
+            if not is_disk_full(err):
+                raise
+            _wait_to_be_stopped(err)
 
 
-def _restore() -> dict[str, Any] | None:
+def _wait_to_be_stopped(err: OSError, patience: float = 600) -> None:
+    """A checkpoint that found the disk full cannot be reported again (Tune has counted the
+    epoch): wait for the driver to stop the study below its disk reserve, so this trial
+    resumes from its last checkpoint; if it does not within `patience`, the trial fails."""
+    where = tune.get_context().get_trial_dir()
+    print(f"ablate: disk full: {where} (checkpoint: {error_line(str(err))}); the study stops")
+    time.sleep(patience)
+    raise DiskFull(where, "the checkpoint could not be written") from err
+
+
+def _restore(trial_name: str) -> tuple[dict[str, Any] | None, int]:
+    """The state of the trial's last checkpoint, and the epochs Tune has been told of (0 for a
+    new trial). An unreadable checkpoint (truncated, torn) is set aside, not fatal: the trial
+    trains again from epoch 1 into its same MLflow runs and Parquet part, telling Tune only of
+    the epochs after those it has, so the scheduler's epochs stay the trial's."""
     import torch
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        return None
+        return None, 0
     with checkpoint.as_directory() as folder:
-        return torch.load(Path(folder) / STATE_FILE, weights_only=False)
+        try:
+            return torch.load(Path(folder) / STATE_FILE, weights_only=False), 0
+        except Exception as err:
+            problem = error_line(f"{type(err).__name__}: {err}")
+    where = results.join(checkpoint.path, STATE_FILE)
+    if not results.is_uri(checkpoint.path) and Path(where).exists():
+        where = results.set_aside(where)
+    print(
+        f"ablate: {trial_name}: its checkpoint cannot be read ({problem}); set aside as "
+        f"{where}. The trial trains again from epoch 1 (same MLflow runs, rows rewritten)."
+    )
+    return None, _checkpoint_index(checkpoint.path) + 1
+
+
+def _checkpoint_index(path: str) -> int:
+    """Tune's index of a checkpoint folder (checkpoint_000007: 7): one per reported epoch."""
+    try:
+        return int(str(path).rstrip("/").rsplit("_", 1)[1])
+    except (IndexError, ValueError):
+        return -1

@@ -61,3 +61,53 @@ def test_transient_error_gives_up_after_the_last_attempt(no_sleep: None) -> None
     with pytest.raises(ConnectionError):
         retry.PatientClient(flaky).get_run("r1")  # type: ignore[arg-type]
     assert flaky.calls == retry.PatientClient.ATTEMPTS
+
+
+class _Writer:
+    """A client whose calls write one row to a real SQLite file (no busy wait of its own)."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.calls = path, 0
+
+    def log(self, value: int) -> int:
+        import sqlite3
+
+        self.calls += 1
+        with sqlite3.connect(self.path, timeout=0.05) as db:
+            db.execute("insert into t values (?)", (value,))
+        return value
+
+
+def _locked_store(tmp_path, seconds: float):
+    """A SQLite file another connection holds BEGIN EXCLUSIVE on for `seconds`."""
+    import sqlite3
+    import threading
+
+    path = str(tmp_path / "mlflow.db")
+    sqlite3.connect(path).execute("create table t (v integer)").connection.commit()
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    threading.Timer(seconds, lambda: holder.execute("COMMIT")).start()
+    return path
+
+
+def test_a_locked_sqlite_store_is_waited_for_and_the_file_named(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(retry.LOCK_WAIT_ENV, "30")
+    monkeypatch.setattr(retry.PatientClient, "FIRST_DELAY", 0.05)
+    writer = _Writer(_locked_store(tmp_path, seconds=1.5))
+    client = retry.PatientClient(writer, f"the MLflow store {tmp_path / 'mlflow.db'}")
+    assert client.log(7) == 7  # type: ignore[attr-defined]
+    assert writer.calls > retry.PatientClient.ATTEMPTS  # more than a transient error gets
+    out = capsys.readouterr().out
+    assert f"the MLflow store {tmp_path / 'mlflow.db'} is locked by another process" in out
+    assert "is free again" in out
+
+
+def test_a_lock_held_past_the_wait_is_given_up(tmp_path, monkeypatch):
+    import sqlite3
+
+    monkeypatch.setenv(retry.LOCK_WAIT_ENV, "0.3")
+    monkeypatch.setattr(retry, "_LOCKED", {})
+    writer = _Writer(_locked_store(tmp_path, seconds=3))
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        retry.PatientClient(writer, "the store").log(1)  # type: ignore[attr-defined]
