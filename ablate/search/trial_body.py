@@ -30,7 +30,7 @@ from ablate.tracking import PARENT, ROLE, TRIAL_ID, TRIAL_KEY, Tracker, run_name
 from trainers.backbone import Backbone
 from trainers.backbone import load as load_backbone
 from trainers.data import Task, load_task, sample_few_shot
-from trainers.engine import EpochMetrics, resolve_device
+from trainers.engine import EpochMetrics, TrainingDiverged, resolve_device
 from trainers.frozen import FrozenFeatures
 from trainers.inspect import describe_prompts
 
@@ -176,6 +176,7 @@ class _Trial:
             for m in per_seed:  # what the epoch cost is recorded and searchable like a result
                 m.metrics |= m.costs
             by_seed = {s: m.metrics for s, m in zip(fresh, per_seed)}
+            self._check_finite(epoch, by_seed)
             by_seed |= {s: _metrics_of(rows[epoch - 1]) for s, rows in self.reused.items()}
             mean = seed_mean([by_seed[s] for s in self.spec.seeds])
             self._record(epoch, per_seed, mean, backbone, time.monotonic() - start)
@@ -188,6 +189,15 @@ class _Trial:
                 "seeds": [m.state() for m in per_seed],
             }
             report(mean | {"epoch": epoch}, state)
+
+    def _check_finite(self, epoch: int, by_seed: dict[int, dict[str, float]]) -> None:
+        """A NaN or infinite loss or study metric fails the trial before it is recorded or
+        reported: the searcher and the scheduler never see it (any trainer, replay included)."""
+        for seed, metrics in by_seed.items():
+            for key in ("train/loss", self.spec.metric.name):
+                value = metrics.get(key)
+                if value is not None and not math.isfinite(value):
+                    raise TrainingDiverged(f"{key} became {value} at epoch {epoch} (seed {seed})")
 
     def _record(
         self,

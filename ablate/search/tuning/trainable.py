@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ablate import config, results
-from ablate.search import space, trial_body
+from ablate.search import failures, space, trial_body
 from ablate.search.outcome import error_line
 from ablate.search.tuning.ray_api import ray, tune
 from ablate.spec import StudySpec
@@ -89,7 +90,15 @@ def make_trainable(
         name = tune.get_context().get_trial_name()
         trial_id = tune.get_context().get_trial_id()
         ctx = trial_body.TrialContext(trial_id, name, folder, tracker, system_metrics)  # type: ignore[arg-type]
-        trial_body.run(spec, params, _report_with_checkpoint, ctx, resume=_restore())
+        try:
+            trial_body.run(spec, params, _report_with_checkpoint, ctx, resume=_restore())
+        except Exception:
+            own = failures.record(folder, trial_id, error_line(traceback.format_exc()))
+            if own <= spec.retries:
+                raise  # Tune restarts the trial from its last checkpoint
+            # past its retries the trial ends here, failed (its runs say so, and
+            # failures.gave_up tells the driver): raising would let Tune retry it as if its
+            # node had died
 
     return trainable
 
