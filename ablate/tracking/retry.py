@@ -17,10 +17,14 @@ class PatientClient:
     and servers blink. Errors that would fail again (a missing run, a bad value) are raised at
     once."""
 
-    ATTEMPTS, FIRST_DELAY = 4, 0.5
+    ATTEMPTS, FIRST_DELAY, MAX_DELAY = 4, 0.5, 10.0
+    # for calls nothing can go on without (a trial's runs: find or create them): about 3 min,
+    # so a server restarting does not fail the trials that start meanwhile
+    WAIT_ATTEMPTS = 20
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, attempts: int | None = None) -> None:
         self._client = client
+        self._attempts = attempts or self.ATTEMPTS
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._client, name)
@@ -29,14 +33,14 @@ class PatientClient:
 
         def patient(*args: Any, **kwargs: Any) -> Any:
             delay = self.FIRST_DELAY
-            for attempt in range(self.ATTEMPTS):
+            for attempt in range(self._attempts):
                 try:
                     return method(*args, **kwargs)
                 except Exception as err:
-                    if attempt == self.ATTEMPTS - 1 or not is_transient(err):
+                    if attempt == self._attempts - 1 or not is_transient(err):
                         raise
                     time.sleep(delay)
-                    delay *= 2
+                    delay = min(2 * delay, self.MAX_DELAY)
             raise AssertionError("unreachable")
 
         return patient

@@ -61,3 +61,9 @@ def test_transient_error_gives_up_after_the_last_attempt(no_sleep: None) -> None
     with pytest.raises(ConnectionError):
         retry.PatientClient(flaky).get_run("r1")  # type: ignore[arg-type]
     assert flaky.calls == retry.PatientClient.ATTEMPTS
+
+
+def test_a_waiting_client_outlasts_a_server_restart(no_sleep: None) -> None:
+    flaky = _Flaky(ConnectionError("refused"), failures=retry.PatientClient.ATTEMPTS + 5)
+    waiting = retry.PatientClient(flaky, retry.PatientClient.WAIT_ATTEMPTS)  # type: ignore[arg-type]
+    assert waiting.get_run("r1") == "r1"
