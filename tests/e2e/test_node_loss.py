@@ -57,3 +57,6 @@ def test_a_trial_whose_node_dies_resumes_on_a_surviving_node(tmp_path):
     runs, rows = assert_nothing_lost(tmp_path, trials=2, seeds=1, epochs=12)
     assert {r.data.tags["ablate.status"] for r in runs["trial"]} == {"completed"}
     assert {r["status"] for r in rows} == {"completed"}
+    # both trials ended on the surviving node, and MLflow says so for the one that moved
+    assert len({r.data.tags["ablate.node"] for r in runs["trial"]}) == 1
+    assert not (tmp_path / "results/nl/failures").exists()  # the lost node cost no retry
