@@ -48,7 +48,9 @@ class StatusCallback(tune.Callback, Stopper):
         self.reported = False
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        self.reported = True
+        # an epoch the trial reported (every report names its node), not the final result Tune
+        # adds when a trial that gave up after its retries returns without one
+        self.reported = self.reported or NODE in result
         return False
 
     def stop_all(self) -> bool:
