@@ -10,12 +10,17 @@ measured over many repeats, and the orchestration can be tested end to end witho
 The table is a CSV with one row per (configuration, seed, epoch): the searched parameters'
 columns (dotted keys, no slash), `seed`, `epoch`, and the metric columns (with a slash: val/hm);
 for a suite of datasets also a `dataset` column.
+
+`ABLATE_REPLAY_FAULTS=raise:0.10,nan:0.05` injects faults for the soak (benchmarks/soak.py): that
+share of the configurations raises, or has a NaN training loss, at one epoch; which ones, and the
+epoch, follow from the hash of the configuration, so a soak can count what it injected.
 """
 
 from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,6 +35,12 @@ ENV = "ABLATE_REPLAY"
 # seconds each replayed epoch takes, as if it trained (0: none): orchestration's share of a
 # trial with epochs of a given length, and a study slow enough to be interrupted in a test
 PACE_ENV = "ABLATE_REPLAY_EPOCH_S"
+FAULTS_ENV = "ABLATE_REPLAY_FAULTS"
+FAULT_KINDS = ("raise", "nan")
+
+
+class InjectedFault(RuntimeError):
+    """A failure injected by $ABLATE_REPLAY_FAULTS."""
 
 
 def table_path() -> Path | None:
@@ -111,11 +122,52 @@ def fit_seeds(
     if dataset and "dataset" in table.parameters:
         values = {**values, "dataset": dataset}
     curves = [table.curve(values, seed) for seed in seeds]
+    fault = fault_of(values, epochs)
     first = max((r or {}).get("epoch", 0) for r in (resumes or [None])) + 1
     pace = float(os.environ.get(PACE_ENV) or 0)
     for epoch in range(first, min(epochs, *map(len, curves)) + 1):
         time.sleep(pace)
-        yield [ReplayedEpoch(epoch, dict(curve[epoch - 1])) for curve in curves]
+        replayed = [ReplayedEpoch(epoch, dict(curve[epoch - 1])) for curve in curves]
+        if fault == ("raise", epoch):
+            raise InjectedFault(f"injected by ${FAULTS_ENV} at epoch {epoch}")
+        if fault == ("nan", epoch):
+            for r in replayed:
+                r.metrics["train/loss"] = float("nan")
+        yield replayed
+
+
+def fault_rates() -> dict[str, float]:
+    """$ABLATE_REPLAY_FAULTS as {kind: share of configurations}; empty when unset."""
+    value = os.environ.get(FAULTS_ENV, "").strip()
+    rates: dict[str, float] = {}
+    for item in filter(None, (i.strip() for i in value.split(","))):
+        kind, _, share = item.partition(":")
+        try:
+            rate = float(share)
+        except ValueError:
+            rate = -1.0
+        if kind not in FAULT_KINDS or not 0 <= rate <= 1:
+            raise ValueError(
+                f"${FAULTS_ENV}={value!r}: {item!r} is not KIND:SHARE with KIND one of "
+                f"{', '.join(FAULT_KINDS)} and SHARE in [0, 1]"
+            )
+        rates[kind] = rate
+    if sum(rates.values()) > 1:
+        raise ValueError(f"${FAULTS_ENV}={value!r}: the shares add up to more than 1")
+    return rates
+
+
+def fault_of(values: Mapping[str, Any], epochs: int) -> tuple[str, int] | None:
+    """The fault $ABLATE_REPLAY_FAULTS injects into this configuration, and its epoch."""
+    digest = hashlib.sha256(config_key(values).encode()).digest()
+    draw = int.from_bytes(digest[:8], "big") / 2**64
+    epoch = 1 + int.from_bytes(digest[8:12], "big") % epochs
+    edge = 0.0
+    for kind, rate in sorted(fault_rates().items(), key=lambda kv: FAULT_KINDS.index(kv[0])):
+        edge += rate
+        if draw < edge:
+            return kind, epoch
+    return None
 
 
 def stub_backbone() -> Any:

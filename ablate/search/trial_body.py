@@ -31,7 +31,7 @@ from ablate.tracking import PARENT, ROLE, TRIAL_ID, TRIAL_KEY, Tracker, run_name
 from trainers.backbone import Backbone
 from trainers.backbone import load as load_backbone
 from trainers.data import Task, load_task, sample_few_shot
-from trainers.engine import EpochMetrics, resolve_device
+from trainers.engine import EpochMetrics, TrainingDiverged, resolve_device
 from trainers.frozen import FrozenFeatures
 from trainers.inspect import describe_prompts
 
@@ -207,11 +207,15 @@ class _Trial:
         first = resume["epoch"] + 1 if resume else 1
         start = time.monotonic() - (self.rows[-1]["wall_s"] if self.rows else 0.0)
         for epoch, per_arm in zip(range(first, self.cfg.train.epochs + 1), epochs):
-            means = []
-            for arm, (per_seed, backbone) in zip(self.arms, per_arm):
+            for arm, (per_seed, _) in zip(self.arms, per_arm):
                 for m in per_seed:  # what the epoch cost is recorded and searchable like a result
                     m.metrics |= m.costs
-                means.append(self._record_arm(arm, epoch, per_seed, backbone, start))
+                fresh = arm.fresh_seeds(self.spec.seeds)
+                self._check_finite(epoch, {s: m.metrics for s, m in zip(fresh, per_seed)})
+            means = [
+                self._record_arm(arm, epoch, per_seed, backbone, start)
+                for arm, (per_seed, backbone) in zip(self.arms, per_arm)
+            ]
             mean = seed_mean(means)
             self._record_trial(epoch, mean, means)
             state = {
@@ -245,6 +249,15 @@ class _Trial:
             epochs = trainers.fit_seeds(arm.cfg, fresh, backbone, task, states, frozen)
         for per_seed in epochs:
             yield per_seed, backbone
+
+    def _check_finite(self, epoch: int, by_seed: dict[int, dict[str, float]]) -> None:
+        """A NaN or infinite loss or study metric fails the trial before it is recorded or
+        reported: the searcher and the scheduler never see it (any trainer, replay included)."""
+        for seed, metrics in by_seed.items():
+            for key in ("train/loss", self.spec.metric.name):
+                value = metrics.get(key)
+                if value is not None and not math.isfinite(value):
+                    raise TrainingDiverged(f"{key} became {value} at epoch {epoch} (seed {seed})")
 
     def _record_arm(
         self,

@@ -152,7 +152,9 @@ class StudySpec:
     scheduler: Scheduler = knob(help="when weak trials stop early", factory=Scheduler)
     resources: Resources = knob(help="what one trial asks Ray for", factory=Resources)
     ablation: Ablation | None = knob(None, "named variants searched as one categorical parameter")
-    retries: int = knob(0, "how often a failed trial is retried", minimum=0)
+    retries: int = knob(
+        0, "how often a trial that fails by itself is retried (a lost node costs none)", minimum=0
+    )
     more_objectives: tuple[Metric, ...] = knob(file=False, factory=tuple)  # metric: [a, b, ...]
     path: Path = knob(file=False)
     text: str = knob(file=False)

@@ -60,6 +60,14 @@ class Tracker:
         make = functools.partial(MlflowClient, tracking_uri=self.uri)
         return PatientClient.connect(make, _store_name(self.uri))  # type: ignore[return-value]
 
+    @property
+    def waiting_client(self) -> MlflowClient:
+        """For the calls a trial cannot go on without (its runs): they wait minutes for an
+        unreachable server instead of failing the trial; later writes are spooled instead."""
+        make = functools.partial(MlflowClient, tracking_uri=self.uri)
+        store, attempts = _store_name(self.uri), PatientClient.WAIT_ATTEMPTS
+        return PatientClient.connect(make, store, attempts)  # type: ignore[return-value]
+
     # ---- study ------------------------------------------------------------------------------
     def start_study(
         self, name: str, description: str, params: Mapping[str, Any], tags: Mapping[str, str]
@@ -110,7 +118,7 @@ class Tracker:
         tags: Mapping[str, str],
     ) -> str:
         """A nested run under `parent_id` with its params; returns its run id."""
-        run = self.client.create_run(
+        run = self.waiting_client.create_run(
             self.experiment_id,
             run_name=name,
             tags={MLFLOW_PARENT_RUN_ID: parent_id, ROLE: role, STATUS: "running", **tags},
@@ -121,7 +129,7 @@ class Tracker:
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         items = [Param(k, _param_value(v)) for k, v in params.items()]
         for start in range(0, len(items), MAX_PARAMS):
-            self.client.log_batch(run_id, params=items[start : start + MAX_PARAMS])
+            self.waiting_client.log_batch(run_id, params=items[start : start + MAX_PARAMS])
 
     @spooled
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
@@ -191,7 +199,7 @@ class Tracker:
 
     def runs_of_config(self, trial_key: str) -> list[Any]:
         """The trial run(s) and seed runs of one configuration, in any invocation of the study."""
-        return self.client.search_runs(
+        return self.waiting_client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.`{TRIAL_KEY}` = '{trial_key}'",
             max_results=1000,

@@ -52,3 +52,29 @@ def test_a_configuration_or_seed_not_in_the_table_is_named(table):
 def test_replay_is_off_without_the_variable(monkeypatch):
     monkeypatch.delenv(replay.ENV, raising=False)
     assert replay.table_path() is None
+
+
+def test_injected_faults_follow_the_configuration_and_its_share(table, monkeypatch):
+    monkeypatch.setenv(replay.FAULTS_ENV, "raise:0.10,nan:0.05")
+    configs = [
+        {"optim.lr": lr / 1000, "method.prompt_length": n} for lr in range(100) for n in (1, 2)
+    ]
+    drawn = [replay.fault_of(c, 12) for c in configs]
+    assert drawn == [replay.fault_of(c, 12) for c in configs]  # the same every time
+    kinds = [f[0] for f in drawn if f]
+    assert 10 <= kinds.count("raise") <= 32 and 3 <= kinds.count("nan") <= 20  # ~20 and ~10
+    assert {f[1] for f in drawn if f} <= set(range(1, 13))
+    monkeypatch.setenv(replay.FAULTS_ENV, "raise:1")
+    with pytest.raises(replay.InjectedFault, match="at epoch"):
+        list(replay.fit_seeds({"optim.lr": 0.01, "method.prompt_length": 1}, [1], 2))
+    monkeypatch.setenv(replay.FAULTS_ENV, "nan:1")
+    epochs = list(replay.fit_seeds({"optim.lr": 0.01, "method.prompt_length": 1}, [1], 2))
+    losses = [e[0].metrics.get("train/loss") for e in epochs]
+    assert [x for x in losses if x is not None and x != x] == losses[-1:]  # NaN at one epoch
+
+
+@pytest.mark.parametrize("value", ["raise", "oops:0.1", "raise:2", "raise:0.7,nan:0.7"])
+def test_a_bad_fault_setting_is_named(monkeypatch, value):
+    monkeypatch.setenv(replay.FAULTS_ENV, value)
+    with pytest.raises(ValueError, match=replay.FAULTS_ENV):
+        replay.fault_rates()

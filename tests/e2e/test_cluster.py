@@ -457,6 +457,7 @@ def loopback_cluster(folder: Path, shared_temp_dir: bool, mlflow_server: bool):
         yield SimpleNamespace(
             address=f"http://127.0.0.1:{ports['dashboard']}", token=token,
             tracking=f"http://127.0.0.1:{ports['mlflow']}", env=env,
+            gcs=f"127.0.0.1:{ports['gcs']}", worker_temp=worker_temp,
         )  # fmt: skip
     finally:
         for proc in procs:  # the worker first, then the head, then MLflow

@@ -12,7 +12,7 @@ from typing import Any
 
 from ablate import results
 from ablate.cluster import nodes
-from ablate.search import stopping
+from ablate.search import failures, stopping
 from ablate.search.outcome import error_line
 from ablate.search.tuning.ray_api import Stopper, tune
 from ablate.search.tuning.trainable import FIDELITY, NODE
@@ -22,19 +22,35 @@ log = logging.getLogger("ablate")
 
 
 class StatusCallback(tune.Callback, Stopper):
-    """Writes pruned/failed statuses to MLflow from the driver, and stops a study whose first
-    `fail_limit` trials all failed instead of burning the budget on a broken setup."""
+    """Writes pruned/failed statuses to MLflow from the driver, says when a trial is restarted
+    (its own failure, or a lost worker or node), and stops a study whose first `fail_limit`
+    trials all failed instead of burning the budget on a broken setup."""
 
-    def __init__(self, tracker: Tracker, epochs: int, fail_limit: int) -> None:
+    # class defaults: a callback pickled with a study by an older ablate is restored without them
+    study_dir: results.Location | None = None
+    retries = 0
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        epochs: int,
+        fail_limit: int,
+        study_dir: results.Location | None = None,
+        retries: int = 0,
+    ) -> None:
         self.tracker = tracker
         self.epochs = epochs
         self.fail_limit = fail_limit
+        self.study_dir = study_dir
+        self.retries = retries
         self.statuses: dict[str, str] = {}
         self.nodes: dict[str, str] = {}  # trial id -> the Ray node it last reported from
         self.reported = False
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        self.reported = True
+        # an epoch the trial reported (every report names its node), not the final result Tune
+        # adds when a trial that gave up after its retries returns without one
+        self.reported = self.reported or NODE in result
         return False
 
     def stop_all(self) -> bool:
@@ -56,10 +72,50 @@ class StatusCallback(tune.Callback, Stopper):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         epoch = int(trial.last_result.get(FIDELITY, 0))
-        status = "completed" if epoch >= self.epochs else "pruned"
+        error = self._gave_up(trial.trial_id)
+        status = "failed" if error else "completed" if epoch >= self.epochs else "pruned"
         self.statuses[trial.trial_id] = status
         if status == "pruned":
             self._finish(trial.trial_id, "pruned", {"ablate.stopped_epoch": str(epoch)})
+        elif error:  # the trial marked its runs failed itself; this closes what it could not
+            self._finish(trial.trial_id, "failed", {"ablate.error": error[:4000]})
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Tune restarts the trial from its last checkpoint: after a failure of its own within
+        `retries`, or after its worker or node was lost (which costs no retry)."""
+        own = self._own_failures(trial.trial_id)
+        counted = self.__dict__.setdefault("counted", {})  # own failures already announced
+        epoch = int((trial.last_result or {}).get(FIDELITY, 0))
+        where = f"after epoch {epoch}" if epoch else "from the start"
+        if own > counted.get(trial.trial_id, 0):
+            counted[trial.trial_id] = own
+            log.warning(
+                f"ablate: {trial} failed ({_error_text(trial)}); retry {own} of "
+                f"{self.retries}, {where}"
+            )
+        else:
+            log.warning(
+                f"ablate: {trial} lost its Ray worker ({_error_text(trial)}); it resumes "
+                f"{where} on a node that is still up (this costs no retry)"
+            )
+
+    def _own_failures(self, trial_id: str) -> int:
+        if self.study_dir is None:
+            return 0
+        try:
+            return len(failures.errors(self.study_dir, trial_id))
+        except OSError as err:
+            log.warning(f"ablate: could not read the failures of trial {trial_id}: {err}")
+            return 0
+
+    def _gave_up(self, trial_id: str) -> str | None:
+        if self.study_dir is None:
+            return None
+        try:
+            return failures.gave_up(self.study_dir, trial_id, self.retries)
+        except OSError as err:
+            log.warning(f"ablate: could not read the failures of trial {trial_id}: {err}")
+            return None
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.statuses[trial.trial_id] = "failed"

@@ -17,7 +17,7 @@ from typing import Any
 
 from ablate import results
 from ablate.cluster import nodes
-from ablate.search import space
+from ablate.search import failures, space
 from ablate.search.outcome import StudyOutcome, TrialOutcome, error_line, status_of, trial_name
 from ablate.search.resume import Launch, Prior
 from ablate.search.tuning.callbacks import DiskWatch, PendingNotice, StatusCallback
@@ -64,7 +64,9 @@ def run_study(
     logging.getLogger("optuna").setLevel(logging.INFO if tune_verbosity() > 1 else logging.WARNING)
     if tune_verbosity() == 0:  # Tune's new console output prints its header even then
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    guard = StatusCallback(tracker, epochs, fail_limit=min(3, spec.num_trials))
+    guard = StatusCallback(
+        tracker, epochs, min(3, spec.num_trials), study_dir=study_dir, retries=spec.retries
+    )
     pending = PendingNotice(nodes.wanted(spec))
     trainable = tune.with_resources(
         make_trainable(spec, tracker, study_dir, system_metrics), trial_resources(spec)
@@ -79,7 +81,11 @@ def run_study(
             run_config=tune.RunConfig(
                 name=name,
                 storage_path=storage_path,
-                failure_config=tune.FailureConfig(max_failures=spec.retries),
+                # every failure alike: the trial's own past `retries` never reach Tune
+                # (ablate.search.failures), so what is left is for lost workers and nodes
+                failure_config=tune.FailureConfig(
+                    max_failures=spec.retries + failures.LOST_WORKERS
+                ),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 callbacks=[guard, pending, DiskWatch(study_dir)],
                 stop=guard,
@@ -88,7 +94,7 @@ def run_study(
         )
     grid = tuner.fit()
     reenter_working_dir()  # a node that joined during the study may have unpacked it anew
-    outcome = _outcome(grid, spec, guard.statuses, epochs)
+    outcome = _outcome(grid, spec, guard.statuses, epochs, study_dir)
     for t in outcome.trials:
         t.node = guard.nodes.get(t.trial_id, "")
     outcome.stopped_early = guard.stop_all()
@@ -181,7 +187,13 @@ def _trial_id_from_path(path: str) -> str:
     return Path(path).name.rsplit("_", 1)[-1]  # trial_dirname_creator: t007_<trial_id>
 
 
-def _outcome(grid: Any, spec: StudySpec, statuses: dict[str, str], epochs: int) -> StudyOutcome:
+def _outcome(
+    grid: Any,
+    spec: StudySpec,
+    statuses: dict[str, str],
+    epochs: int,
+    study_dir: results.Location,
+) -> StudyOutcome:
     outcome = StudyOutcome()
     # Tune's statuses of this invocation's trials and of those an earlier one finished
     analysis = tune.ExperimentAnalysis(grid.experiment_path, storage_filesystem=grid.filesystem)
@@ -194,6 +206,9 @@ def _outcome(grid: Any, spec: StudySpec, statuses: dict[str, str], epochs: int) 
         status = statuses.get(trial_id) or status_of(
             ray_status.get(trial_id), result, reached, epochs
         )
+        # a trial that failed past its retries ended without raising (failures.py)
+        gave_up = failures.gave_up(study_dir, trial_id, spec.retries)
+        status = "failed" if gave_up else status
         config.pop(TRIAL_NUMBER, None)
         outcome.trials.append(
             TrialOutcome(
@@ -203,7 +218,7 @@ def _outcome(grid: Any, spec: StudySpec, statuses: dict[str, str], epochs: int) 
                 epochs=reached,
                 params=space.decode(config),
                 metrics=_seed_means(metrics),
-                error=error_line(str(result.error)) if result.error else "",
+                error=gave_up or (error_line(str(result.error)) if result.error else ""),
             )
         )
     outcome.trials.sort(key=lambda t: t.name)

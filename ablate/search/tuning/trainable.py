@@ -7,13 +7,14 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ablate import config, results
 from ablate.errors import DiskFull, is_disk_full
-from ablate.search import space, trial_body
+from ablate.search import failures, space, trial_body
 from ablate.search.outcome import error_line
 from ablate.search.tuning.ray_api import ray, tune
 from ablate.spec import StudySpec
@@ -99,7 +100,15 @@ def make_trainable(
                 if metrics["epoch"] > reported:  # Tune has the earlier epochs already
                     _report_with_checkpoint(metrics, state)
 
-        trial_body.run(spec, params, report, ctx, resume=resume)
+        try:
+            trial_body.run(spec, params, report, ctx, resume=resume)
+        except Exception:
+            own = failures.record(folder, trial_id, error_line(traceback.format_exc()))
+            if own <= spec.retries:
+                raise  # Tune restarts the trial from its last checkpoint
+            # past its retries the trial ends here, failed (its runs say so, and
+            # failures.gave_up tells the driver): raising would let Tune retry it as if its
+            # node had died
 
     return trainable
 
