@@ -6,7 +6,10 @@ Running the same file again resumes or extends the study (see `ablate.search.res
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ablate import __version__, results, tracking
@@ -39,17 +42,17 @@ def run_search(
     storage: str | None = None,
 ) -> int:
     uri = tracking_uri or tracking.default_tracking_uri()
-    problem = tracking.check_reachable(uri)
-    if problem:
-        where = "--tracking-uri" if tracking_uri else "MLFLOW_TRACKING_URI / default"
-        raise ConfigError(f"MLflow tracking store {uri} ({where}) does not answer: {problem}")
+    where = "--tracking-uri" if tracking_uri else "MLFLOW_TRACKING_URI / default"
+    store_ready = check_store(uri, where)
     plan = describe_plan(spec)
     log.info("%s\n", plan)
     study_dir = results.study_location(storage or results_dir, spec.name)
     check_disk(study_dir)
     with StudyLock(study_dir, spec.name), stopping.on_sigterm():
         try:
-            code = _run_owned(spec, study_dir, uri, plan, address, storage, system_metrics)
+            code = _run_owned(
+                spec, study_dir, uri, plan, address, storage, system_metrics, store_ready
+            )
         except KeyboardInterrupt:  # before the trials started: nothing to stop
             tuning.disconnect()
             print(f"ablate: {stopping.how()}; run the same command again to resume.")
@@ -68,6 +71,35 @@ def check_disk(study_dir: results.Location) -> None:
         raise DiskFull(study_dir, f"{low}; free space and run the same command again")
 
 
+def check_store(uri: str, where: str) -> Callable[[], None]:
+    """Refuse a tracking store that does not answer, before anything is launched. A new SQLite
+    store takes seconds to create (MLflow's schema migrations): here only its folder is
+    checked, and the store is created in the background while Ray starts; the call returned
+    waits for it (and raises if it failed)."""
+
+    def refuse(problem: str) -> None:
+        raise ConfigError(f"MLflow tracking store {uri} ({where}) does not answer: {problem}")
+
+    path = tracking.local_store_path(uri) if uri.startswith("sqlite:///") else None
+    if path is None or path.exists():
+        problem = tracking.check_reachable(uri)
+        if problem:
+            refuse(problem)
+        return lambda: None
+    if not os.access(path.parent, os.W_OK):
+        refuse(f"cannot create {path}: its folder does not exist or is not writable")
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ablate-store")
+    created = pool.submit(tracking.check_reachable, uri)
+    pool.shutdown(wait=False)
+
+    def ready() -> None:
+        problem = created.result()
+        if problem:
+            refuse(problem)
+
+    return ready
+
+
 def _run_owned(
     spec: StudySpec,
     study_dir: results.Location,
@@ -76,11 +108,17 @@ def _run_owned(
     address: str | None,
     storage: str | None,
     system_metrics: bool,
+    store_ready: Callable[[], None] = lambda: None,
 ) -> int:
     """The study, once this launch owns it: connect, decide, run, record, summarise."""
     started = time.monotonic()
     tuning.connect(address)
     stopping.take_sigterm()  # after Ray, whose init installs its own SIGTERM handlers
+    try:
+        store_ready()  # created while Ray started
+    except ConfigError:
+        tuning.disconnect()
+        raise
     nodes.check_resources(spec)  # before anything is logged
     check_cluster(storage, uri)
     tuning.reenter_working_dir()  # the checks ran tasks on every node (see reenter_working_dir)

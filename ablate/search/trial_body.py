@@ -2,9 +2,13 @@
 
 The seeds of a configuration run inside one trial and share one frozen backbone and one decoded
 dataset (with `train.fuse_seeds`, also one forward/backward pass per step: `trainers.fit_seeds`).
-After every epoch the per-seed metrics go to MLflow, the rows to a Parquet part, and then the
-seed mean is handed to `report` (the scheduler and the searcher decide on it). A scheduler may
-stop the trial inside `report`, so nothing is left to do after it.
+After every epoch the rows go to a Parquet part (the authoritative record), the per-seed
+metrics to MLflow, and then the seed mean is handed to `report` (the scheduler and the searcher
+decide on it). MLflow's calls are made by a background thread (`tracking.Outbox`) at most one
+epoch behind, so the next epoch trains meanwhile; the learned prompts are logged once, at the
+last epoch the trial reaches. A scheduler may stop the trial inside `report` (Ray ends the
+trial's thread there): what is left, those prompts and the calls in flight, is done on the way
+out (`settle`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from ablate import config, results
 from ablate.errors import DiskFull
 from ablate.search import replay, space
 from ablate.spec import StudySpec
-from ablate.tracking import PARENT, ROLE, TRIAL_ID, TRIAL_KEY, Tracker, run_name
+from ablate.tracking import PARENT, ROLE, TRIAL_ID, TRIAL_KEY, Outbox, Tracker, run_name
 from trainers.backbone import Backbone
 from trainers.backbone import load as load_backbone
 from trainers.data import Task, load_task, sample_few_shot
@@ -88,6 +92,8 @@ def run(
     except Exception as err:
         trial.fail(err)
         raise
+    finally:  # also when a scheduler stopped the trial inside `report` (SystemExit)
+        trial.settle()
 
 
 @dataclass
@@ -137,6 +143,11 @@ class _Trial:
         self.tracker = ctx.tracker
         self.trial_run = ""
         self.rows: list[dict[str, Any]] = []
+        self.outbox = Outbox()
+        # the last epoch's metric calls (run, metrics, step, ms), in its checkpoint: a kill -9
+        # may lose them in flight, so a resumed trial sends them again
+        self.logged: list[tuple[str, dict[str, float], int, int]] = []
+        self.prompts: dict[str, tuple[dict[str, Any], Backbone | None]] = {}  # seed run -> last
 
     def open_runs(self, resume: dict[str, Any] | None) -> None:
         """The trial's MLflow run and one nested run per (dataset,) seed: the ones this
@@ -145,23 +156,28 @@ class _Trial:
             self.trial_run, self.rows = resume["trial_run"], list(resume["rows"])
             for arm, state in zip(self.arms, _arm_states(resume)):
                 arm.seed_runs, arm.reused = state["seed_runs"], state["reused"]
+            earlier = [self.trial_run] + [
+                a.seed_runs[s] for a in self.arms for s in a.fresh_seeds(self.spec.seeds)
+            ]
         else:
             for arm in self.arms:
                 arm.reused = results.finished_cells(
                     self.ctx.study_dir, arm.key, self.cfg.train.epochs
                 )
-            self._find_or_start_runs()
-        fresh = [a.seed_runs[s] for a in self.arms for s in a.fresh_seeds(self.spec.seeds)]
-        for run_id in (self.trial_run, *fresh):
-            self.tracker.reopen(run_id)
+            earlier = self._find_or_start_runs()
+        for run_id in earlier:  # runs this call did not create may be finished or killed
+            self.outbox.send(self.tracker.reopen, run_id)
+        for call in (resume or {}).get("logged", []):
+            self.outbox.send(self.tracker.log_metrics, *call)
 
-    def _find_or_start_runs(self) -> None:
+    def _find_or_start_runs(self) -> list[str]:
+        """The trial's and seeds' runs; returns those an earlier trial started (to reopen)."""
+        found: dict[str, list[Any]] = {}  # one search per key (a trial of one dataset: one)
+        for key in {self.key, *(a.key for a in self.arms)}:
+            found[key] = self.tracker.runs_of_config(key)
         tags = {TRIAL_ID: self.ctx.trial_id, TRIAL_KEY: self.key}
-        trials = [
-            r.info.run_id
-            for r in self.tracker.runs_of_config(self.key)
-            if r.data.tags.get(ROLE) == "trial"
-        ]
+        trials = [r.info.run_id for r in found[self.key] if r.data.tags.get(ROLE) == "trial"]
+        earlier = trials[:1]
         if trials:
             self.trial_run = trials[0]
         else:
@@ -169,10 +185,13 @@ class _Trial:
             parent = self.tracker.parent_run_id
             params = self._trial_params() | self.values
             self.trial_run = self.tracker.start_run(parent, name, "trial", params, tags)
-            self.tracker.log_text(self.trial_run, config.to_yaml(self.cfg), "config.yaml")
-        self.tracker.set_tags(self.trial_run, {TRIAL_ID: self.ctx.trial_id})  # the Ray trial
+            self.outbox.send(
+                self.tracker.log_text, self.trial_run, config.to_yaml(self.cfg), "config.yaml"
+            )
+        self.outbox.send(self.tracker.set_tags, self.trial_run, {TRIAL_ID: self.ctx.trial_id})
         for arm in self.arms:
-            self._find_or_start_seed_runs(arm)
+            earlier += self._find_or_start_seed_runs(arm, found[arm.key])
+        return earlier
 
     def _trial_params(self) -> dict[str, Any]:
         flat = config.to_flat_dict(self.cfg)
@@ -182,14 +201,15 @@ class _Trial:
             flat["datasets"] = list(self.spec.datasets)
         return flat
 
-    def _find_or_start_seed_runs(self, arm: _Arm) -> None:
+    def _find_or_start_seed_runs(self, arm: _Arm, runs: list[Any]) -> list[str]:
         arm.seed_runs = {
             int(r.data.params["seed"]): r.info.run_id
-            for r in self.tracker.runs_of_config(arm.key)
+            for r in runs
             if r.data.tags.get(ROLE) == "seed" and r.data.tags.get(PARENT) == self.trial_run
         }
-        for run_id in arm.seed_runs.values():
-            self.tracker.set_tags(run_id, {TRIAL_ID: self.ctx.trial_id})
+        earlier = list(arm.seed_runs.values())
+        for run_id in earlier:
+            self.outbox.send(self.tracker.set_tags, run_id, {TRIAL_ID: self.ctx.trial_id})
         flat = config.to_flat_dict(arm.cfg)
         tags = {TRIAL_ID: self.ctx.trial_id, TRIAL_KEY: arm.key}
         on = f" {arm.dataset}" if arm.dataset else ""
@@ -199,6 +219,7 @@ class _Trial:
                 arm.seed_runs[seed] = self.tracker.start_run(
                     self.trial_run, name, "seed", flat | {"seed": seed}, tags
                 )
+        return earlier
 
     def train(self, report: Report, resume: dict[str, Any] | None) -> None:
         states = _arm_states(resume) if resume else [{} for _ in self.arms]
@@ -207,6 +228,8 @@ class _Trial:
         first = resume["epoch"] + 1 if resume else 1
         start = time.monotonic() - (self.rows[-1]["wall_s"] if self.rows else 0.0)
         for epoch, per_arm in zip(range(first, self.cfg.train.epochs + 1), epochs):
+            self.outbox.wait()  # the last epoch's calls: MLflow stays at most one epoch behind
+            self.logged = []
             for arm, (per_seed, _) in zip(self.arms, per_arm):
                 for m in per_seed:  # what the epoch cost is recorded and searchable like a result
                     m.metrics |= m.costs
@@ -222,6 +245,7 @@ class _Trial:
                 "epoch": epoch,
                 "trial_run": self.trial_run,
                 "rows": self.rows,
+                "logged": self.logged,
                 "arms": [
                     a.state() | {"seeds": [m.state() for m in per_seed]}
                     for a, (per_seed, _) in zip(self.arms, per_arm)
@@ -267,15 +291,14 @@ class _Trial:
         backbone: Backbone | None,
         start: float,
     ) -> dict[str, float]:
-        """One dataset's epoch: its seed runs' metrics and prompts, its rows; its seed mean."""
+        """One dataset's epoch: its seed runs' metrics, its rows, its prompts kept for the
+        end; its seed mean."""
         fresh = arm.fresh_seeds(self.spec.seeds)
-        tracker = self.tracker
         for seed, m in zip(fresh, per_seed):
             run_id = arm.seed_runs[seed]
-            tracker.log_metrics(run_id, m.metrics, step=epoch)
-            tracker.log_bytes(run_id, "prompts.pt", _tensors_bytes(m.method.prompt_tensors()))
-            readable = json.dumps(describe_prompts(m.method, backbone), indent=1)
-            tracker.log_text(run_id, readable, "prompts.json")
+            self._log(run_id, m.metrics, epoch)
+            tensors = {k: v.detach().clone() for k, v in m.method.prompt_tensors().items()}
+            self.prompts[run_id] = tensors, backbone
         status = "completed" if epoch == self.cfg.train.epochs else "running"
         wall = time.monotonic() - start
         self.rows += [
@@ -288,22 +311,46 @@ class _Trial:
     def _record_trial(
         self, epoch: int, mean: dict[str, float], means: list[dict[str, float]]
     ) -> None:
-        """Everything about one epoch, written before the scheduler may stop the trial."""
-        tracker = self.tracker
+        """One epoch's rows written, and its MLflow calls sent, before the scheduler may stop
+        the trial; at the last epoch, everything is in MLflow too."""
         per_dataset = {  # a suite's trial run also shows each dataset's seed mean
             f"{arm.dataset}/{k}": v
             for arm, m in zip(self.arms, means)
             if arm.dataset
             for k, v in m.items()
         }
-        tracker.log_metrics(self.trial_run, mean | per_dataset, step=epoch)
+        self._log(self.trial_run, mean | per_dataset, epoch)
         if self.rows:
             rows, folder, name = self.rows, self.ctx.study_dir, self.ctx.trial_id
             when_space(lambda: results.write_part(rows, folder, name), self.ctx.trial_name)
         if epoch == self.cfg.train.epochs:
+            self._send_prompts()
             fresh = [a.seed_runs[s] for a in self.arms for s in a.fresh_seeds(self.spec.seeds)]
             for run_id in (self.trial_run, *fresh):
-                tracker.finish_run(run_id, "completed", {"ablate.stopped_epoch": str(epoch)})
+                tags = {"ablate.stopped_epoch": str(epoch)}
+                self.outbox.send(self.tracker.finish_run, run_id, "completed", tags)
+            self.outbox.wait()
+
+    def _log(self, run_id: str, metrics: dict[str, float], epoch: int) -> None:
+        call = (run_id, {k: float(v) for k, v in metrics.items()}, epoch, int(time.time() * 1000))
+        self.logged.append(call)
+        self.outbox.send(self.tracker.log_metrics, *call)
+
+    def _send_prompts(self) -> None:
+        """Each seed run's prompts at the last epoch it trained (logged once per trial: the
+        readable view's nearest tokens cost more than the epoch's other logging together)."""
+        for run_id, (tensors, backbone) in self.prompts.items():
+            self.outbox.send(_log_prompts, self.tracker, run_id, tensors, backbone)
+        self.prompts = {}
+
+    def settle(self) -> None:
+        """Before the trial's thread ends: the last prompts sent, every call made. Ray may be
+        ending the thread (a stopped trial), so a tracking error is printed, not raised."""
+        try:
+            self._send_prompts()
+            self.outbox.wait()
+        except Exception as err:
+            print(f"ablate: {self.ctx.trial_name}: a tracking call failed: {_error_text(err)}")
 
     def _log_datasets(self, arm: _Arm, task: Task, seeds: list[int]) -> None:
         """The few-shot images each seed trains on, as an MLflow dataset input (with digest)."""
@@ -312,8 +359,13 @@ class _Trial:
             index = sample_few_shot(task.train.labels, task.base_classes, d.shots, seed)
             digest = hashlib.sha256(index.numpy().tobytes()).hexdigest()[:16]
             name = f"{d.name}-{d.shots}shot-seed{seed}"
-            self.tracker.log_dataset(
-                arm.seed_runs[seed], name, digest, d.root or d.name, len(index)
+            self.outbox.send(
+                self.tracker.log_dataset,
+                arm.seed_runs[seed],
+                name,
+                digest,
+                d.root or d.name,
+                len(index),
             )
 
     def _row(
@@ -344,7 +396,8 @@ class _Trial:
     def fail(self, err: Exception) -> None:
         """Mark the trial's runs failed with the error and its traceback (error.txt)."""
         text = traceback.format_exc()
-        error = f"{type(err).__name__}: {err}"[:4000]
+        error = _error_text(err)
+        self.settle()  # what the epochs before sent, then the failure
         fresh = [
             a.seed_runs[s]
             for a in self.arms
@@ -438,6 +491,29 @@ def _system_metrics(ctx: TrialContext, run_id: str) -> Iterator[None]:
         yield
     finally:
         monitor.finish()
+
+
+def _error_text(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"[:4000]
+
+
+class _Prompts:
+    """A seed's prompt tensors as `describe_prompts` reads a method."""
+
+    def __init__(self, tensors: dict[str, Any]) -> None:
+        self.tensors = tensors
+
+    def prompt_tensors(self) -> dict[str, Any]:
+        return self.tensors
+
+
+def _log_prompts(
+    tracker: Tracker, run_id: str, tensors: dict[str, Any], backbone: Backbone | None
+) -> None:
+    """prompts.pt (the tensors) and prompts.json (norms, nearest vocabulary tokens)."""
+    tracker.log_bytes(run_id, "prompts.pt", _tensors_bytes(tensors))
+    readable = describe_prompts(_Prompts(tensors), backbone)  # type: ignore[arg-type]
+    tracker.log_text(run_id, json.dumps(readable, indent=1), "prompts.json")
 
 
 def _tensors_bytes(tensors: Mapping[str, Any]) -> bytes:

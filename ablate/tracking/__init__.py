@@ -1,11 +1,13 @@
 """Tracking a study in MLflow: `runs` (the only module importing MLflow: study, trial and seed
 runs, log_batch, and what `ablate report` reads back), `retry` (transient errors only, with
 backoff), `spool` (calls that wait for an unreachable MLflow, replayed by `ablate sync`) and
-`stores` (the default store, local store paths, the MLflow UI's command and links). The names
-the rest of ablate uses are exported here."""
+`stores` (the default store, local store paths, the MLflow UI's command and links) and `outbox`
+(calls made by a background thread, off the training thread). The names the rest of ablate
+uses are exported here."""
 
 from __future__ import annotations
 
+from ablate.tracking.outbox import Outbox
 from ablate.tracking.retry import is_transient
 from ablate.tracking.runs import (
     PARENT,
@@ -37,6 +39,7 @@ __all__ = [
     "STATUS",
     "TRIAL_ID",
     "TRIAL_KEY",
+    "Outbox",
     "Tracker",
     "check_reachable",
     "default_tracking_uri",

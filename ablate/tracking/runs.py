@@ -132,8 +132,11 @@ class Tracker:
             self.waiting_client.log_batch(run_id, params=items[start : start + MAX_PARAMS])
 
     @spooled
-    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
-        now = int(time.time() * 1000)
+    def log_metrics(
+        self, run_id: str, metrics: Mapping[str, float], step: int, timestamp: int | None = None
+    ) -> None:
+        """`timestamp` (ms): logging the same values again with it stores them once."""
+        now = int(time.time() * 1000) if timestamp is None else timestamp
         items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
         for start in range(0, len(items), MAX_METRICS):
             self.client.log_batch(run_id, metrics=items[start : start + MAX_METRICS])

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ from ablate.search.tuning.trainable import (
 from ablate.spec import Scheduler, StudySpec, schedulers
 from ablate.tracking import Tracker
 
+log = logging.getLogger("ablate")
 _NUMBERS: dict[str, int] = {}  # Ray trial id -> Optuna's trial number 0, 1, 2, ... (names t000)
 
 
@@ -93,12 +96,40 @@ def run_study(
             ),
         )
     grid = tuner.fit()
+    _let_workers_finish(grid)
     reenter_working_dir()  # a node that joined during the study may have unpacked it anew
     outcome = _outcome(grid, spec, guard.statuses, epochs, study_dir)
     for t in outcome.trials:
         t.node = guard.nodes.get(t.trial_id, "")
     outcome.stopped_early = guard.stop_all()
     return outcome
+
+
+def _let_workers_finish(grid: Any, timeout: float = 30.0) -> None:
+    """Wait for the trials' worker processes on this machine to exit. Tune has ended them
+    gracefully, and a worker makes its tracking calls in flight first (`tracking.Outbox`: a
+    trial the scheduler stopped sends its last prompts then); letting go of Ray before that
+    would kill it mid-call."""
+    host = socket.gethostname()
+    last = [r.metrics or {} for r in grid]
+    pids = {int(m["pid"]) for m in last if m.get("hostname") == host and m.get("pid")}
+    deadline = time.monotonic() + timeout
+    while pids and time.monotonic() < deadline:
+        pids = {pid for pid in pids if _alive(pid)}
+        if pids:
+            time.sleep(0.02)
+    if pids:
+        log.debug("ablate: trial workers %s still running after %.0f s", sorted(pids), timeout)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process now has the number
+        return False
+    return True
 
 
 def _tune_config(spec: StudySpec, epochs: int, launch: Launch) -> tune.TuneConfig:

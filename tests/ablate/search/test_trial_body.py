@@ -1,0 +1,99 @@
+"""The trial body without Ray, on the replay trainer and a real MLflow SQLite store: what it
+logs off the training thread arrives, the prompts are logged once per trial, and a trial resumed
+after losing its last epoch's calls in flight (a kill -9) sends them again, stored once."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from ablate import spec as specs
+from ablate.search import replay, trial_body
+from ablate.tracking import Tracker
+
+STUDY = """\
+name: body
+method: coop
+base: {dataset: tiny_mnist, backbone: tiny_clip, train.epochs: 3}
+parameters: {optim.lr: {values: [0.01, 0.1]}}
+seeds: [1, 2]
+search: {algorithm: grid}
+scheduler: {type: none}
+"""
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    table = tmp_path / "table.csv"
+    rows = ["optim.lr,seed,epoch,val/hm"] + [
+        f"{lr},{seed},{epoch},{50 + 10 * lr + seed + epoch}"
+        for lr in (0.01, 0.1)
+        for seed in (1, 2)
+        for epoch in (1, 2, 3)
+    ]
+    table.write_text("\n".join(rows) + "\n")
+    monkeypatch.setenv(replay.ENV, str(table))
+    (tmp_path / "study.yaml").write_text(STUDY)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri).start_study("body", "", {}, {})
+    prompts: list[str] = []
+    logged = trial_body._log_prompts
+    monkeypatch.setattr(
+        trial_body, "_log_prompts", lambda t, run, *a: (prompts.append(run), logged(t, run, *a))
+    )
+    return specs.load(tmp_path / "study.yaml"), tracker, MlflowClient(uri), prompts
+
+
+def steps(client: MlflowClient, run_id: str, key: str = "val/hm") -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+def test_every_epoch_reaches_mlflow_and_the_prompts_once(setup, tmp_path):
+    spec, tracker, client, prompts = setup
+    ctx = trial_body.TrialContext("a", "t000", tmp_path / "results", tracker)
+    trial_body.run(spec, {"optim.lr": 0.01}, lambda metrics, state: None, ctx)
+    runs = {r.data.tags["ablate.role"]: r for r in tracker.runs_of_trial("a")}
+    seeds = [r for r in tracker.runs_of_trial("a") if r.data.tags["ablate.role"] == "seed"]
+    assert steps(client, runs["trial"].info.run_id) == [1, 2, 3]
+    for run in seeds:
+        assert steps(client, run.info.run_id) == [1, 2, 3]
+        assert run.info.status == "FINISHED" and run.data.tags["ablate.status"] == "completed"
+        names = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"prompts.pt", "prompts.json"} <= names
+    assert sorted(prompts) == sorted(r.info.run_id for r in seeds)  # once per seed
+
+
+@pytest.mark.parametrize("lost", [True, False], ids=["lost", "delivered"])
+def test_a_resumed_trial_sends_its_last_epochs_calls_again_stored_once(
+    setup, tmp_path, monkeypatch, lost
+):
+    spec, tracker, client, _ = setup
+    dropped = {"step": 2 if lost else -1}  # the second epoch's metrics killed in flight
+    log_metrics = Tracker.log_metrics
+
+    def flaky(self, run_id, metrics, step, timestamp=None):
+        if step != dropped["step"]:
+            log_metrics(self, run_id, metrics, step, timestamp)
+
+    monkeypatch.setattr(Tracker, "log_metrics", flaky)
+    states = []
+
+    def killed_after_second_epoch(metrics, state):
+        states.append(copy.deepcopy(state))
+        if metrics["epoch"] == 2:
+            raise RuntimeError("the worker died")
+
+    ctx = trial_body.TrialContext("b", "t001", tmp_path / "results", tracker)
+    with pytest.raises(RuntimeError):
+        trial_body.run(spec, {"optim.lr": 0.1}, killed_after_second_epoch, ctx)
+    trial = next(r for r in tracker.runs_of_trial("b") if r.data.tags["ablate.role"] == "trial")
+    assert steps(client, trial.info.run_id) == ([1] if lost else [1, 2])
+    dropped["step"] = -1
+    trial_body.run(spec, {"optim.lr": 0.1}, lambda m, s: None, ctx, resume=states[-1])
+    assert steps(client, trial.info.run_id) == [1, 2, 3]
+    for run in tracker.runs_of_trial("b"):
+        assert steps(client, run.info.run_id) == [1, 2, 3]
+        assert run.info.status == "FINISHED"
