@@ -418,12 +418,16 @@ def _rows_of_key(folder: Location, trial_key: str) -> list[dict[str, Any]]:
     for file in files:
         stamp = _stamp(fs, file)
         cached = _KEYS.get(file)
+        table = None
         if cached is None or cached[0] != stamp:
-            keys = pq.read_table(file, columns=["trial_key"], filesystem=fs).column(0)
-            cached = _KEYS[file] = stamp, frozenset(keys.to_pylist())
+            table = _read_or_set_aside(fs, file)  # a truncated part: set aside, not done
+            if table is None:
+                continue
+            cached = _KEYS[file] = stamp, frozenset(table.column("trial_key").to_pylist())
         if trial_key in cached[1]:
-            table = pq.read_table(file, filesystem=fs)
-            tables.append(table.filter(pc.equal(table.column("trial_key"), trial_key)))
+            table = table if table is not None else _read_or_set_aside(fs, file)
+            if table is not None:
+                tables.append(table.filter(pc.equal(table.column("trial_key"), trial_key)))
     if not tables:
         return []
     return _dedupe(pa.concat_tables(tables, promote_options="permissive")).to_pylist()

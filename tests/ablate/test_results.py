@@ -84,3 +84,12 @@ def test_finished_cells_follow_parts_rewritten_after_they_were_read(tmp_path):
     results.compact(tmp_path)  # parts merged into results.parquet, then deleted
     assert set(results.finished_cells(tmp_path, "k-b", 2)) == {1, 2}
     assert results.finished_cells(tmp_path, "k-c", 2) == {}
+
+
+def test_finished_cells_set_a_truncated_part_aside(tmp_path):
+    part = results.write_part(rows("a", 2), tmp_path, "ta")
+    assert set(results.finished_cells(tmp_path, "k-a", 2)) == {1, 2}  # keys cached
+    data = part.read_bytes()
+    part.write_bytes(data[: len(data) // 2])  # torn: a later rewrite that did not finish
+    assert results.finished_cells(tmp_path, "k-a", 2) == {}  # not done: trained again
+    assert part.with_name(part.name + ".corrupt").exists() and not part.exists()
