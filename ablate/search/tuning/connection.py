@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 from ablate import results
@@ -59,9 +60,19 @@ def reenter_working_dir() -> None:
     cwd = _DRIVER.get("cwd")
     try:
         os.getcwd()
+        return
     except FileNotFoundError:
-        if cwd:
+        if not cwd:
+            return
+    deadline = time.monotonic() + 120  # caught between the delete and the unpack: wait for it
+    while True:
+        try:
             os.chdir(cwd)
+            return
+        except FileNotFoundError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def disconnect() -> None:
