@@ -61,21 +61,27 @@ def search_command(spec: Path) -> tuple[list[str], dict[str, str]]:
     return [sys.executable, "-m", "ablate.cli", "search", str(spec)], env
 
 
+def kill_after_first_result(command: list[str], folder: Path, env: dict, name: str = "nl") -> None:
+    """Start the study and kill -9 its driver and local Ray (a crashed machine) as soon as a
+    trial has written a result, before the table is compacted."""
+    driver = subprocess.Popen(
+        command, cwd=folder, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    parts = folder / f"results/{name}/parts"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (parts.exists() and any(parts.iterdir())):
+        time.sleep(0.1)
+    assert parts.exists(), "the study never wrote a result"
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    assert not (folder / f"results/{name}/results.parquet").exists(), "killed too late to test"
+
+
 def test_a_killed_study_resumes_without_duplicates_or_losses(tmp_path):
     spec = study_file(tmp_path, trials=4, seeds="[1, 2]", epochs=6)
     command, env = search_command(spec)
-    driver = subprocess.Popen(
-        command, cwd=tmp_path, env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    parts = tmp_path / "results/nl/parts"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and not (parts.exists() and any(parts.iterdir())):
-        time.sleep(0.2)
-    assert parts.exists(), "the study never wrote a result"
-    os.killpg(driver.pid, signal.SIGKILL)  # the driver and its local Ray: a crashed machine
-    driver.wait()
-    assert not (tmp_path / "results/nl/results.parquet").exists(), "killed too late to test"
+    kill_after_first_result(command, tmp_path, env)
 
     again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]

@@ -7,10 +7,8 @@ from __future__ import annotations
 import csv
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,7 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ablate.search import replay
-from tests.e2e.test_resume import assert_nothing_lost, search_command
+from tests.e2e.test_resume import assert_nothing_lost, kill_after_first_result, search_command
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -153,18 +151,7 @@ def test_a_killed_suite_study_resumes_every_dataset_exactly(tmp_path):
     command, env = search_command(spec)
     env |= {replay.ENV: str(tmp_path / "table.csv"), "PYTHONPATH": str(REPO)}
     env[replay.PACE_ENV] = "1.0"  # each dataset's epoch takes a second: time to kill it
-    driver = subprocess.Popen(
-        command, cwd=tmp_path, env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    parts = tmp_path / "results/nl/parts"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and not (parts.exists() and any(parts.iterdir())):
-        time.sleep(0.1)
-    assert parts.exists(), "the study never wrote a result"
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
-    assert not (tmp_path / "results/nl/results.parquet").exists(), "killed too late to test"
+    kill_after_first_result(command, tmp_path, env)
 
     env[replay.PACE_ENV] = "0"
     again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
