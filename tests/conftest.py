@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,20 @@ def ray_local():
 
 
 __all__ = ["REPO", "trainers"]
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, size: str):
+    """`folder` on a tmpfs of `size` (e.g. 2m): a real disk that fills up. Needs root; the test
+    is skipped, saying why, where mounting is not permitted."""
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        with contextlib.suppress(Exception):
+            subprocess.run(["umount", "-l", str(folder)], check=True)

@@ -3,10 +3,8 @@ its cells count as not done; a full disk raises DiskFull naming the file and dam
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ import pytest
 from ablate import results
 from ablate.errors import DiskFull, is_disk_full
 from tests.ablate.test_results import rows
+from tests.conftest import tmpfs
 
 
 def _truncate(path: Path) -> None:
@@ -60,18 +59,8 @@ def test_disk_full_is_recognised_however_it_is_worded():
 @pytest.fixture
 def tiny_disk(tmp_path: Path):
     """A 256 KiB tmpfs: a real full disk (root only; skipped where mount is not permitted)."""
-    folder = tmp_path / "disk"
-    folder.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", "256k") as folder:
         yield folder
-    finally:
-        with contextlib.suppress(Exception):
-            subprocess.run(["umount", str(folder)], check=True)
 
 
 def test_a_full_disk_raises_disk_full_and_leaves_the_last_part_whole(tiny_disk):

@@ -6,7 +6,6 @@ and the next run repairs or retrains exactly what was lost."""
 from __future__ import annotations
 
 import collections
-import contextlib
 import csv
 import os
 import signal
@@ -21,6 +20,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ablate.search import replay
+from tests.conftest import tmpfs
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -83,18 +83,8 @@ def wait_for(predicate, seconds: float = 240) -> None:
 @pytest.fixture
 def small_disk(tmp_path: Path):
     """results/ on a 2 MiB tmpfs (root only; skipped where mount is not permitted)."""
-    folder = tmp_path / "results"
-    folder.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "results", "2m") as folder:
         yield folder
-    finally:
-        with contextlib.suppress(Exception):
-            subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
 def test_a_full_disk_stops_the_study_and_a_rerun_after_freeing_space_resumes(tmp_path, small_disk):
