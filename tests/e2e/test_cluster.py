@@ -408,17 +408,21 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def loopback_cluster(folder: Path, shared_temp_dir: bool, mlflow_server: bool):
+def loopback_cluster(
+    folder: Path, shared_temp_dir: bool, mlflow_server: bool, node_env: dict[str, str] | None = None
+):
     """A head and a worker node on 127.0.0.1 with token authentication, and optionally an
     MLflow server. `shared_temp_dir`: both nodes keep their files in one temp folder, as nodes
     started by plain `ray start` on one machine do (/tmp/ray); else a disk of its own per
-    node, as on a real cluster."""
+    node, as on a real cluster. `node_env`: more environment for the nodes (their workers
+    inherit it)."""
     token = os.urandom(16).hex()
     temp = Path(tempfile.mkdtemp(prefix="ablr", dir="/tmp"))  # socket paths must stay short
     head_temp, worker_temp = (temp, temp) if shared_temp_dir else (temp / "h", temp / "w")
     head_temp.mkdir(exist_ok=True), worker_temp.mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_"))}
     env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_DEDUP_LOGS": "0"}
+    env |= node_env or {}
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"  # `python` = ours
     ports = {"mlflow": free_port()}
     procs: list[subprocess.Popen] = []
