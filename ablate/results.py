@@ -139,22 +139,33 @@ def free_bytes(location: Location) -> int | None:
 
 
 def write_text(folder: Location, name: str, text: str) -> None:
+    write_bytes(folder, name, text.encode())
+
+
+def write_bytes(folder: Location, name: str, data: bytes) -> None:
+    """folder/name holding `data`, whole or not at all (the folder is made if missing)."""
     fs, path = _fs(folder)
     fs.create_dir(path, recursive=True)
 
     def write(target: str) -> None:
         with fs.open_output_stream(target) as out:
-            out.write(text.encode())
+            out.write(data)
 
     _write_atomic(fs, f"{path}/{name}", write)
 
 
 def read_text(folder: Location, name: str) -> str | None:
     """The file's text, or None when it does not exist."""
+    data = read_bytes(folder, name)
+    return None if data is None else data.decode()
+
+
+def read_bytes(folder: Location, name: str) -> bytes | None:
+    """The file's bytes, or None when it does not exist."""
     fs, path = _fs(folder)
     try:
         with fs.open_input_stream(f"{path}/{name}") as src:
-            return src.read().decode()
+            return src.read()
     except FileNotFoundError:
         return None
 

@@ -84,6 +84,9 @@ def run(
     """
     values = space.decode(dict(params))
     arms = [_Arm.compose(spec, values, dataset) for dataset in spec.suite]
+    if resume is not None and resume["epoch"] >= arms[0].cfg.train.epochs:
+        _restore_rows(spec, arms, resume, ctx)  # trained and recorded: nothing to train again
+        return
     trial = _Trial(spec, arms, values, ctx)
     trial.open_runs(resume)
     try:
@@ -94,6 +97,20 @@ def run(
         raise
     finally:  # also when a scheduler stopped the trial inside `report` (SystemExit)
         trial.settle()
+
+
+def _restore_rows(
+    spec: StudySpec, arms: list[_Arm], resume: dict[str, Any], ctx: TrialContext
+) -> None:
+    """A finished trial's rows written again from its state when the table has lost some of
+    them (a truncated part or table set aside): the cells come back without training."""
+    epochs = arms[0].cfg.train.epochs
+    have = [results.finished_cells(ctx.study_dir, arm.key, epochs) for arm in arms]
+    if all(set(spec.seeds) <= set(cells) for cells in have):
+        return
+    ours = {"trial_id": ctx.trial_id, "trial_name": ctx.trial_name}
+    rows = [r | ours for r in resume["rows"]]
+    when_space(lambda: results.write_part(rows, ctx.study_dir, ctx.trial_id), ctx.trial_name)
 
 
 @dataclass
@@ -117,6 +134,15 @@ class _Arm:
 
     def state(self) -> dict[str, Any]:
         return {"seed_runs": self.seed_runs, "reused": self.reused}
+
+
+def state_key(spec: StudySpec, params: Mapping[str, Any]) -> str:
+    """The name of a trial's saved state (`trial_state`): its configuration's cells and its
+    seeds. Any trial of that configuration in the study continues from it: Tune's restored
+    one, or the trial its restored searcher suggests again when its snapshot predates it."""
+    values = space.decode(dict(params))
+    arms = [_Arm.compose(spec, values, dataset) for dataset in spec.suite]
+    return hashlib.sha256(f"{suite_key(arms)}|{spec.seeds}".encode()).hexdigest()[:16]
 
 
 def suite_key(arms: list[_Arm]) -> str:
@@ -152,13 +178,16 @@ class _Trial:
     def open_runs(self, resume: dict[str, Any] | None) -> None:
         """The trial's MLflow run and one nested run per (dataset,) seed: the ones this
         configuration already has (restart, resume, extension), else new ones."""
-        if resume is not None:
-            self.trial_run, self.rows = resume["trial_run"], list(resume["rows"])
+        if resume is not None:  # perhaps another Tune trial's: the runs and rows become ours
+            ours = {"trial_id": self.ctx.trial_id, "trial_name": self.ctx.trial_name}
+            self.trial_run, self.rows = resume["trial_run"], [r | ours for r in resume["rows"]]
             for arm, state in zip(self.arms, _arm_states(resume)):
                 arm.seed_runs, arm.reused = state["seed_runs"], state["reused"]
             earlier = [self.trial_run] + [
                 a.seed_runs[s] for a in self.arms for s in a.fresh_seeds(self.spec.seeds)
             ]
+            for run_id in earlier:
+                self.outbox.send(self.tracker.set_tags, run_id, {TRIAL_ID: self.ctx.trial_id})
         else:
             for arm in self.arms:
                 arm.reused = results.finished_cells(

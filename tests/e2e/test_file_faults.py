@@ -1,6 +1,6 @@
 """Disk and file faults on a real study (replay trainer: real Ray Tune, Optuna, MLflow and
 Parquet, metrics read from a table): a full disk, a truncated Parquet part or table, a
-truncated checkpoint, a locked MLflow SQLite file. Each is named, loses nothing recorded,
+truncated trial state, a locked MLflow SQLite file. Each is named, loses nothing recorded,
 and the next run repairs or retrains exactly what was lost."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import collections
 import csv
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -17,10 +16,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from ablate.search import replay
 from tests.conftest import tmpfs
+from tests.e2e.test_resume import crash
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -126,21 +127,22 @@ def test_truncated_parquet_files_are_set_aside_and_their_cells_trained_again(tmp
     assert run(command, tmp_path, env).stdout.count("nothing to run") == 1  # now done
 
 
-def test_a_truncated_checkpoint_restarts_its_trial_without_duplicates(tmp_path):
+def test_a_truncated_trial_state_restarts_its_trial_without_duplicates(tmp_path):
     command, env = replayed_study(tmp_path, epochs=12, lengths=(1,))
-    env[replay.PACE_ENV] = "0.5"  # the snapshot catches up between epochs
+    env[replay.PACE_ENV] = "0.5"
     driver = subprocess.Popen(
         command, cwd=tmp_path, env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    ray_dir = tmp_path / "results/ff/ray/ff"
-    wait_for(lambda: len(list(ray_dir.glob("t*/checkpoint_00000[3-9]/state.pt"))) >= 2)
-    # stopped as a cluster stops it (SIGTERM), so Tune's snapshot names the checkpoints on disk:
-    # after a kill -9 it may name one already pruned, which Tune cannot restore (a Ray
-    # limitation, docs/reliability.md), whatever the checkpoint holds
-    driver.send_signal(signal.SIGTERM)
-    assert driver.wait(timeout=180) == 143
-    states = sorted(ray_dir.glob("t*/checkpoint_*/state.pt"))
+    state_dir = tmp_path / "results/ff/state"
+
+    def epochs_saved() -> list[int]:
+        states = [torch.load(p, weights_only=False) for p in state_dir.glob("*.pt")]
+        return [s["state"]["epoch"] for s in states]
+
+    wait_for(lambda: len([e for e in epochs_saved() if e >= 3]) >= 2)
+    crash(driver)  # Tune's snapshot may be seconds older than the states
+    states = sorted(state_dir.glob("*.pt"))
     for state in states:
         state.write_bytes(state.read_bytes()[:64])
 
@@ -148,8 +150,8 @@ def test_a_truncated_checkpoint_restarts_its_trial_without_duplicates(tmp_path):
     again = run(command, tmp_path, env, timeout=300)
     out = again.stdout + again.stderr
     assert again.returncode == 0, out[-3000:]
-    assert "its checkpoint cannot be read" in out and "trains again from epoch 1" in out
-    assert any(f"{s}.corrupt" in out for s in states)  # named (Ray prunes the old folder)
+    assert "its saved state cannot be read" in out and "trains again from epoch 1" in out, out
+    assert all(f"{s}.corrupt" in out for s in states), (states, out[-5000:])  # named
     assert_every_cell_once(tmp_path, configs=2, epochs=12)
 
 

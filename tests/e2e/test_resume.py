@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
@@ -61,6 +62,18 @@ def search_command(spec: Path) -> tuple[list[str], dict[str, str]]:
     return [sys.executable, "-m", "ablate.cli", "search", str(spec)], env
 
 
+def crash(driver: subprocess.Popen) -> None:
+    """kill -9 of the driver and every process it started, Ray's workers included (they live
+    in sessions of their own and would go on writing for a while), as when a machine dies."""
+    procs = [psutil.Process(driver.pid)]
+    procs += procs[0].children(recursive=True)
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    driver.wait()
+    psutil.wait_procs(procs, timeout=30)
+
+
 def kill_after_first_result(command: list[str], folder: Path, env: dict, name: str = "nl") -> None:
     """Start the study and kill -9 its driver and local Ray (a crashed machine) as soon as a
     trial has written a result, before the table is compacted."""
@@ -73,8 +86,7 @@ def kill_after_first_result(command: list[str], folder: Path, env: dict, name: s
     while time.monotonic() < deadline and not (parts.exists() and any(parts.iterdir())):
         time.sleep(0.1)
     assert parts.exists(), "the study never wrote a result"
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
+    crash(driver)
     assert not (folder / f"results/{name}/results.parquet").exists(), "killed too late to test"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ray
 import ray.tune.schedulers as tune_schedulers
 from ray import tune
+from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
@@ -14,6 +15,7 @@ from ray.tune.stopper import Stopper
 
 __all__ = [
     "ConcurrencyLimiter",
+    "JsonLoggerCallback",
     "OptunaSearch",
     "Stopper",
     "TrialScheduler",

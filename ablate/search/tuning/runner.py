@@ -26,6 +26,7 @@ from ablate.search.tuning.callbacks import DiskWatch, PendingNotice, StatusCallb
 from ablate.search.tuning.connection import reenter_working_dir, tune_verbosity
 from ablate.search.tuning.ray_api import (
     ConcurrencyLimiter,
+    JsonLoggerCallback,
     OptunaSearch,
     TrialScheduler,
     tune,
@@ -59,10 +60,9 @@ def run_study(
     system_metrics: bool = False,
 ) -> StudyOutcome:
     epochs = spec.max_epochs()
-    if not results.is_uri(str(launch.ray_dir)):
-        # every epoch checkpoints (num_to_keep=1 forces a state snapshot): on local disk that
-        # is a cheap copy, and Tune's "snapshotting triggered multiple times" warning is noise
-        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # of Tune's per-trial loggers only the JSON one (params.json, result.json: what
+    # `trained_configs` reads); TensorBoard's event writer took a fifth of a large study's driver
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     # Optuna set its own level when Ray imported it; it follows ablate's -q / -v from here
     logging.getLogger("optuna").setLevel(logging.INFO if tune_verbosity() > 1 else logging.WARNING)
     if tune_verbosity() == 0:  # Tune's new console output prints its header even then
@@ -89,8 +89,9 @@ def run_study(
                 failure_config=tune.FailureConfig(
                     max_failures=spec.retries + failures.LOST_WORKERS
                 ),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=[guard, pending, DiskWatch(study_dir)],
+                # a trial's Tune checkpoints are a few bytes each (trial_state holds the
+                # state), all kept: pruning them forced a snapshot of the experiment per epoch
+                callbacks=[guard, pending, DiskWatch(study_dir), JsonLoggerCallback()],
                 stop=guard,
                 verbose=tune_verbosity(),
             ),

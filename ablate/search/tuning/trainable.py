@@ -1,9 +1,11 @@
 """What runs in a trial's Ray worker, and what each trial asks Ray for: the trainable adapter
-around the Ray-free trial body (`trial_body.run`), with a checkpoint every epoch, and the
-per-trial resources (`resources.gpu: auto`: a probe measures each configuration's GPU share)."""
+around the Ray-free trial body (`trial_body.run`), with its state saved every epoch
+(`trial_state`: Tune's checkpoint only counts the epochs it was told of), and the per-trial
+resources (`resources.gpu: auto`: a probe measures each configuration's GPU share)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
@@ -14,7 +16,7 @@ from typing import Any
 
 from ablate import config, results
 from ablate.errors import DiskFull, is_disk_full
-from ablate.search import failures, space, trial_body
+from ablate.search import failures, space, trial_body, trial_state
 from ablate.search.outcome import error_line
 from ablate.search.tuning.ray_api import ray, tune
 from ablate.spec import StudySpec
@@ -22,7 +24,8 @@ from ablate.tracking import Tracker
 
 FIDELITY = "training_iteration"  # one report per epoch, so iterations are epochs
 TRIAL_NUMBER = "trial"  # in the configs of studies started before trials were numbered apart
-STATE_FILE = "state.pt"
+STATE_FILE = "state.pt"  # the whole state, in the Tune checkpoints of an older ablate
+TOLD_FILE = "epoch"  # in a Tune checkpoint: the epochs Tune has been told of
 NODE = "node_id"  # in every result: the Ray node the trial runs on (the driver records it)
 log = logging.getLogger("ablate")
 
@@ -92,20 +95,28 @@ def make_trainable(
         name = tune.get_context().get_trial_name()
         trial_id = tune.get_context().get_trial_id()
         ctx = trial_body.TrialContext(trial_id, name, folder, tracker, system_metrics)  # type: ignore[arg-type]
-        resume, reported = _restore(name)
-        report = _report_with_checkpoint
-        if resume is None and reported:  # an unreadable checkpoint: start again from epoch 1
+        key = trial_body.state_key(spec, params)
+        saved = trial_state.load(folder, key, name)
+        told, legacy = _tune_checkpoint(name)
+        if saved.state is None and legacy is not None:
+            saved = trial_state.Saved(legacy, [])
+        for metrics in saved.history:  # Tune's snapshot is older than the state: catch it up
+            if metrics["epoch"] > told:
+                _tell(metrics)
+        told = max(told, saved.epoch)
 
-            def report(metrics: dict[str, float], state: dict[str, Any]) -> None:
-                if metrics["epoch"] > reported:  # Tune has the earlier epochs already
-                    _report_with_checkpoint(metrics, state)
+        def report(metrics: dict[str, float], state: dict[str, Any]) -> None:
+            saved.state, saved.history = state, [*saved.history, metrics]
+            trial_body.when_space(lambda: trial_state.save(folder, key, saved), name)
+            if metrics["epoch"] > told:  # after a state set aside, Tune has the earlier epochs
+                _tell(metrics)
 
         try:
-            trial_body.run(spec, params, report, ctx, resume=resume)
+            trial_body.run(spec, params, report, ctx, resume=saved.state)
         except Exception:
             own = failures.record(folder, trial_id, error_line(traceback.format_exc()))
             if own <= spec.retries:
-                raise  # Tune restarts the trial from its last checkpoint
+                raise  # Tune restarts the trial from its last state
             # past its retries the trial ends here, failed (its runs say so, and
             # failures.gave_up tells the driver): raising would let Tune retry it as if its
             # node had died
@@ -113,14 +124,13 @@ def make_trainable(
     return trainable
 
 
-def _report_with_checkpoint(metrics: dict[str, float], state: dict[str, Any]) -> None:
-    """tune.report with the trial's state as a checkpoint, so a paused or restarted trial
-    (HyperBand and median stopping pause; failures retry) continues where it stopped."""
-    import torch
-
+def _tell(metrics: dict[str, float]) -> None:
+    """tune.report of an epoch, with a checkpoint that says how many epochs Tune now has, so
+    a paused or restarted trial (HyperBand and median stopping pause; failures retry) continues
+    where it stopped and Tune's epoch count stays the trial's."""
     node = ray.get_runtime_context().get_node_id()
     with tempfile.TemporaryDirectory() as folder:
-        torch.save(state, Path(folder) / STATE_FILE)
+        Path(folder, TOLD_FILE).write_text(str(int(metrics["epoch"])))
         checkpoint = tune.Checkpoint.from_directory(folder)
         try:
             tune.report({**metrics, NODE: node}, checkpoint=checkpoint)
@@ -140,19 +150,22 @@ def _wait_to_be_stopped(err: OSError, patience: float = 600) -> None:
     raise DiskFull(where, "the checkpoint could not be written") from err
 
 
-def _restore(trial_name: str) -> tuple[dict[str, Any] | None, int]:
-    """The state of the trial's last checkpoint, and the epochs Tune has been told of (0 for a
-    new trial). An unreadable checkpoint (truncated, torn) is set aside, not fatal: the trial
-    trains again from epoch 1 into its same MLflow runs and Parquet part, telling Tune only of
-    the epochs after those it has, so the scheduler's epochs stay the trial's."""
+def _tune_checkpoint(trial_name: str) -> tuple[int, dict[str, Any] | None]:
+    """The epochs Tune has been told of (0 for a new trial), and the whole state when the
+    checkpoint is one an older ablate wrote (None otherwise). Such a state that cannot be read
+    (truncated, torn) is set aside: the trial trains again from epoch 1, telling Tune only of
+    the epochs after those it has."""
     import torch
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        return None, 0
+        return 0, None
     with checkpoint.as_directory() as folder:
+        with contextlib.suppress(OSError, ValueError):
+            return int(Path(folder, TOLD_FILE).read_text()), None
         try:
-            return torch.load(Path(folder) / STATE_FILE, weights_only=False), 0
+            state = torch.load(Path(folder) / STATE_FILE, weights_only=False)
+            return int(state["epoch"]), state
         except Exception as err:
             problem = error_line(f"{type(err).__name__}: {err}")
     where = results.join(checkpoint.path, STATE_FILE)
@@ -162,7 +175,7 @@ def _restore(trial_name: str) -> tuple[dict[str, Any] | None, int]:
         f"ablate: {trial_name}: its checkpoint cannot be read ({problem}); set aside as "
         f"{where}. The trial trains again from epoch 1 (same MLflow runs, rows rewritten)."
     )
-    return None, _checkpoint_index(checkpoint.path) + 1
+    return _checkpoint_index(checkpoint.path) + 1, None
 
 
 def _checkpoint_index(path: str) -> int:

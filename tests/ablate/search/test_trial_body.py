@@ -5,6 +5,7 @@ after losing its last epoch's calls in flight (a kill -9) sends them again, stor
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,51 @@ def test_a_resumed_trial_sends_its_last_epochs_calls_again_stored_once(
     for run in tracker.runs_of_trial("b"):
         assert steps(client, run.info.run_id) == [1, 2, 3]
         assert run.info.status == "FINISHED"
+
+
+def test_another_trial_continues_a_saved_state_as_its_own(setup, tmp_path):
+    """A restored searcher may suggest a configuration again under a new Tune trial id: that
+    trial continues the saved state, and the runs and rows become its own."""
+    spec, tracker, client, _ = setup
+    states = []
+
+    def killed_after_first_epoch(metrics, state):
+        states.append(copy.deepcopy(state))
+        raise RuntimeError("the driver died")
+
+    first = trial_body.TrialContext("d", "t003", tmp_path / "results", tracker)
+    with pytest.raises(RuntimeError):
+        trial_body.run(spec, {"optim.lr": 0.1}, killed_after_first_epoch, first)
+    again = trial_body.TrialContext("e", "t005", tmp_path / "results", tracker)
+    told = []
+    trial_body.run(spec, {"optim.lr": 0.1}, lambda m, s: told.append(s), again, states[0])
+    assert [s["epoch"] for s in told] == [2, 3]
+    assert {(r["trial_id"], r["trial_name"]) for r in told[-1]["rows"]} == {("e", "t005")}
+    runs = tracker.runs_of_trial("e")
+    assert len(runs) == 3 and not tracker.runs_of_trial("d")  # the trial run and two seeds
+    for run in runs:
+        assert steps(client, run.info.run_id) == [1, 2, 3]
+        assert run.info.status == "FINISHED"
+
+
+def test_a_state_at_the_last_epoch_leaves_nothing_to_do(setup, tmp_path):
+    spec, tracker, client, _ = setup
+    states = []
+    ctx = trial_body.TrialContext("f", "t006", tmp_path / "results", tracker)
+    trial_body.run(spec, {"optim.lr": 0.01}, lambda m, s: states.append(copy.deepcopy(s)), ctx)
+
+    def never(metrics, state):
+        raise AssertionError("a finished trial reported again")
+
+    trial_body.run(spec, {"optim.lr": 0.01}, never, ctx, resume=states[-1])
+    for run in tracker.runs_of_trial("f"):
+        assert run.info.status == "FINISHED"  # not reopened
+
+
+def test_the_state_key_is_the_configuration_and_its_seeds(setup, tmp_path):
+    spec, *_ = setup
+    key = trial_body.state_key(spec, {"optim.lr": 0.1})
+    assert key == trial_body.state_key(spec, {"optim.lr": 0.1})
+    assert key != trial_body.state_key(spec, {"optim.lr": 0.01})
+    more_seeds = dataclasses.replace(spec, seeds=[1, 2, 3])
+    assert key != trial_body.state_key(more_seeds, {"optim.lr": 0.1})
