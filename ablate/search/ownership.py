@@ -2,12 +2,13 @@
 
 A second launch of the same study (another terminal, a retried job) is refused with who holds
 it. The owner writes its host, machine boot id, pid and the pid's start time, and refreshes a
-heartbeat every HEARTBEAT_S. A lock is stale, and is taken over, when its process is gone on
-this machine (pid dead, or reused by another process: a different start time), or when a
-process on another machine has missed its heartbeat for STALE_AFTER_S (shared storage, a
-driver on a head node that died). Local and NFS folders take the lock atomically (O_EXCL);
-an object store has no exclusive create, so there two launches within a second of each other
-can both start (docs/reliability.md).
+heartbeat every HEARTBEAT_S in a file of its own (`owner.json.<token>.beat`): a heartbeat never
+rewrites owner.json, so an owner presumed dead cannot overwrite the launch that took over. A
+lock is stale, and is taken over, when its process is gone on this machine (pid dead, or reused
+by another process: a different start time), or when a process on another machine has missed
+its heartbeat for STALE_AFTER_S (shared storage, a driver on a head node that died). Local and
+NFS folders take the lock atomically (O_EXCL); an object store has no exclusive create, so
+there two launches within a second of each other can both start (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -108,13 +109,22 @@ def process_start(pid: int) -> str | None:
 
 
 def read_owner(study_dir: results.Location) -> Owner | None:
+    """The study's owner with its last heartbeat, or None (no owner.json, or a torn one)."""
     text = results.read_text(study_dir, OWNER_FILE)
     if not text:
         return None
     try:
-        return Owner(**json.loads(text))
+        owner = Owner(**json.loads(text))
     except (ValueError, TypeError):
         return None  # a torn or foreign file: nobody can own the study through it
+    with contextlib.suppress(ValueError, TypeError):
+        owner.heartbeat = max(owner.heartbeat, float(results.read_text(study_dir, _beat(owner))))
+    return owner
+
+
+def _beat(owner: Owner) -> str:
+    """The name of the owner's heartbeat file."""
+    return f"{OWNER_FILE}.{owner.token}.beat"
 
 
 class StudyLock:
@@ -153,6 +163,7 @@ class StudyLock:
         held = read_owner(self.study_dir)
         if held is not None and held.token == self.owner.token:
             results.remove(self.study_dir, OWNER_FILE)
+        results.remove(self.study_dir, _beat(self.owner))
 
     def _create(self) -> bool:
         text = json.dumps(asdict(self.owner))
@@ -171,6 +182,8 @@ class StudyLock:
 
     def _retire(self, held: Owner | None) -> None:
         """Move a stale (or unreadable) lock aside; a rename succeeds for one launch only."""
+        if held is not None:
+            results.remove(self.study_dir, _beat(held))
         if results.is_uri(self.study_dir):
             results.remove(self.study_dir, OWNER_FILE)
             return
@@ -183,10 +196,10 @@ class StudyLock:
         while not self._stop.wait(HEARTBEAT_S):
             held = read_owner(self.study_dir)
             if held is None or held.token != self.owner.token:
-                return  # taken over (we were presumed dead): never overwrite the new owner
+                return  # taken over (we were presumed dead)
             self.owner.heartbeat = time.time()
-            with contextlib.suppress(OSError):
-                results.write_text(self.study_dir, OWNER_FILE, json.dumps(asdict(self.owner)))
+            with contextlib.suppress(OSError):  # our own file: the new owner's stays as it is
+                results.write_text(self.study_dir, _beat(self.owner), repr(self.owner.heartbeat))
 
     def _path(self) -> str:
         return str(results.join(self.study_dir, OWNER_FILE))

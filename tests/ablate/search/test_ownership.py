@@ -94,13 +94,17 @@ def test_the_heartbeat_refreshes_the_lock_and_stops_when_taken_over(tmp_path, mo
     monkeypatch.setattr(ownership, "HEARTBEAT_S", 0.01)
     lock = StudyLock(tmp_path, "s")
     lock.acquire()
+    written = (tmp_path / OWNER_FILE).read_text()
     first = lock.owner.heartbeat
     deadline = time.monotonic() + 30
-    while json.loads((tmp_path / OWNER_FILE).read_text())["heartbeat"] == first:
+    while ownership.read_owner(tmp_path).heartbeat == first:
         assert time.monotonic() < deadline, "no heartbeat written"
         time.sleep(0.01)
-    plant(tmp_path)
+    assert (tmp_path / OWNER_FILE).read_text() == written  # the beat has a file of its own
+    plant(tmp_path)  # taken over meanwhile; however the beats interleave, it stays theirs
     lock._beat.join(timeout=30)
-    assert not lock._beat.is_alive()  # it saw the new owner and stopped writing
+    assert not lock._beat.is_alive()  # it saw the new owner and stopped
     assert json.loads((tmp_path / OWNER_FILE).read_text())["token"] == "theirs"
     lock.release()
+    assert json.loads((tmp_path / OWNER_FILE).read_text())["token"] == "theirs"
+    assert not list(tmp_path.glob("*.beat"))  # its heartbeat file went with it
