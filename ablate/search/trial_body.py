@@ -108,9 +108,13 @@ def _restore_rows(
     have = [results.finished_cells(ctx.study_dir, arm.key, epochs) for arm in arms]
     if all(set(spec.seeds) <= set(cells) for cells in have):
         return
-    ours = {"trial_id": ctx.trial_id, "trial_name": ctx.trial_name}
-    rows = [r | ours for r in resume["rows"]]
+    rows = _relabelled(resume["rows"], ctx)
     when_space(lambda: results.write_part(rows, ctx.study_dir, ctx.trial_id), ctx.trial_name)
+
+
+def _relabelled(rows: list[dict[str, Any]], ctx: TrialContext) -> list[dict[str, Any]]:
+    """Rows of a saved state, as this trial's (a state may be another Tune trial's)."""
+    return [r | {"trial_id": ctx.trial_id, "trial_name": ctx.trial_name} for r in rows]
 
 
 @dataclass
@@ -179,8 +183,7 @@ class _Trial:
         """The trial's MLflow run and one nested run per (dataset,) seed: the ones this
         configuration already has (restart, resume, extension), else new ones."""
         if resume is not None:  # perhaps another Tune trial's: the runs and rows become ours
-            ours = {"trial_id": self.ctx.trial_id, "trial_name": self.ctx.trial_name}
-            self.trial_run, self.rows = resume["trial_run"], [r | ours for r in resume["rows"]]
+            self.trial_run, self.rows = resume["trial_run"], _relabelled(resume["rows"], self.ctx)
             for arm, state in zip(self.arms, _arm_states(resume)):
                 arm.seed_runs, arm.reused = state["seed_runs"], state["reused"]
             earlier = [self.trial_run] + [
