@@ -83,8 +83,9 @@ def wait_for(predicate, seconds: float = 240) -> None:
 
 @pytest.fixture
 def small_disk(tmp_path: Path):
-    """results/ on a 2 MiB tmpfs (root only; skipped where mount is not permitted)."""
-    with tmpfs(tmp_path / "results", "2m") as folder:
+    """results/ on a 4 MiB tmpfs (root only; skipped where mount is not permitted): room for
+    the finished study, whose Tune checkpoints (one per epoch, ~4 KiB each there) it keeps."""
+    with tmpfs(tmp_path / "results", "4m") as folder:
         yield folder
 
 
@@ -92,7 +93,7 @@ def test_a_full_disk_stops_the_study_and_a_rerun_after_freeing_space_resumes(tmp
     command, env = replayed_study(tmp_path, epochs=30)
     env |= {"ABLATE_DISK_RESERVE_MB": "1.2"}  # stop below 1.2 MiB free: after a few epochs
     ballast = small_disk / "ballast"
-    ballast.write_bytes(b"\0" * (2048 - 1300) * 1024)
+    ballast.write_bytes(b"\0" * (4096 - 1300) * 1024)
     first = run(command, tmp_path, env, timeout=300)
     out = first.stdout + first.stderr
     assert first.returncode == 1, out[-3000:]
