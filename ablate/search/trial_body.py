@@ -88,9 +88,9 @@ def run(
         _restore_rows(spec, arms, resume, ctx)  # trained and recorded: nothing to train again
         return
     trial = _Trial(spec, arms, values, ctx)
-    trial.open_runs(resume)
+    trial.open_runs(resume)  # a new trial's: on the tracking thread, while the inputs load
     try:
-        with _system_metrics(ctx, trial.trial_run):
+        with _system_metrics(ctx, trial):
             trial.train(report, resume)
     except Exception as err:
         trial.fail(err)
@@ -181,29 +181,38 @@ class _Trial:
 
     def open_runs(self, resume: dict[str, Any] | None) -> None:
         """The trial's MLflow run and one nested run per (dataset,) seed: the ones this
-        configuration already has (restart, resume, extension), else new ones."""
-        if resume is not None:  # perhaps another Tune trial's: the runs and rows become ours
-            self.trial_run, self.rows = resume["trial_run"], _relabelled(resume["rows"], self.ctx)
-            for arm, state in zip(self.arms, _arm_states(resume)):
-                arm.seed_runs, arm.reused = state["seed_runs"], state["reused"]
-            earlier = [self.trial_run] + [
-                a.seed_runs[s] for a in self.arms for s in a.fresh_seeds(self.spec.seeds)
-            ]
-            for run_id in earlier:
-                self.outbox.send(self.tracker.set_tags, run_id, {TRIAL_ID: self.ctx.trial_id})
-        else:
-            for arm in self.arms:
+        configuration already has (restart, resume, extension), else new ones.
+
+        A new trial finds or starts them on the tracking thread (a search, then a run per
+        seed: the first in a process also opens the store), while its inputs load and its
+        first epoch trains; `runs_ready` waits for them before their ids are used."""
+        if resume is None:
+            for arm in self.arms:  # which seeds train: needed now
                 arm.reused = results.finished_cells(
                     self.ctx.study_dir, arm.key, self.cfg.train.epochs
                 )
-            earlier = self._find_or_start_runs()
-        for run_id in earlier:  # runs this call did not create may be finished or killed
-            self.outbox.send(self.tracker.reopen, run_id)
-        for call in (resume or {}).get("logged", []):
+            self.outbox.send(self._find_or_start_runs)
+            return
+        # perhaps another Tune trial's: the runs and rows become ours
+        self.trial_run, self.rows = resume["trial_run"], _relabelled(resume["rows"], self.ctx)
+        for arm, state in zip(self.arms, _arm_states(resume)):
+            arm.seed_runs, arm.reused = state["seed_runs"], state["reused"]
+        earlier = [self.trial_run] + [
+            a.seed_runs[s] for a in self.arms for s in a.fresh_seeds(self.spec.seeds)
+        ]
+        for run_id in earlier:
+            self.outbox.send(self.tracker.set_tags, run_id, {TRIAL_ID: self.ctx.trial_id})
+            self.outbox.send(self.tracker.reopen, run_id)  # it may be finished or killed
+        for call in resume.get("logged", []):
             self.outbox.send(self.tracker.log_metrics, *call)
 
-    def _find_or_start_runs(self) -> list[str]:
-        """The trial's and seeds' runs; returns those an earlier trial started (to reopen)."""
+    def runs_ready(self) -> None:
+        """Block until the runs are found or started (and every call sent before is made)."""
+        self.outbox.wait()
+
+    def _find_or_start_runs(self) -> None:
+        """The trial's and seeds' runs, on the tracking thread (its calls are made in line):
+        those an earlier trial of this configuration started are reopened."""
         found: dict[str, list[Any]] = {}  # one search per key (a trial of one dataset: one)
         for key in {self.key, *(a.key for a in self.arms)}:
             found[key] = self.tracker.runs_of_config(key)
@@ -217,13 +226,12 @@ class _Trial:
             parent = self.tracker.parent_run_id
             params = self._trial_params() | self.values
             self.trial_run = self.tracker.start_run(parent, name, "trial", params, tags)
-            self.outbox.send(
-                self.tracker.log_text, self.trial_run, config.to_yaml(self.cfg), "config.yaml"
-            )
-        self.outbox.send(self.tracker.set_tags, self.trial_run, {TRIAL_ID: self.ctx.trial_id})
+            self.tracker.log_text(self.trial_run, config.to_yaml(self.cfg), "config.yaml")
+        self.tracker.set_tags(self.trial_run, {TRIAL_ID: self.ctx.trial_id})
         for arm in self.arms:
             earlier += self._find_or_start_seed_runs(arm, found[arm.key])
-        return earlier
+        for run_id in earlier:  # runs this trial did not create may be finished or killed
+            self.tracker.reopen(run_id)
 
     def _trial_params(self) -> dict[str, Any]:
         flat = config.to_flat_dict(self.cfg)
@@ -241,7 +249,7 @@ class _Trial:
         }
         earlier = list(arm.seed_runs.values())
         for run_id in earlier:
-            self.outbox.send(self.tracker.set_tags, run_id, {TRIAL_ID: self.ctx.trial_id})
+            self.tracker.set_tags(run_id, {TRIAL_ID: self.ctx.trial_id})
         flat = config.to_flat_dict(arm.cfg)
         tags = {TRIAL_ID: self.ctx.trial_id, TRIAL_KEY: arm.key}
         on = f" {arm.dataset}" if arm.dataset else ""
@@ -260,7 +268,7 @@ class _Trial:
         first = resume["epoch"] + 1 if resume else 1
         start = time.monotonic() - (self.rows[-1]["wall_s"] if self.rows else 0.0)
         for epoch, per_arm in zip(range(first, self.cfg.train.epochs + 1), epochs):
-            self.outbox.wait()  # the last epoch's calls: MLflow stays at most one epoch behind
+            self.runs_ready()  # and the last epoch's calls: MLflow is at most one epoch behind
             self.logged = []
             for arm, (per_seed, _) in zip(self.arms, per_arm):
                 for m in per_seed:  # what the epoch cost is recorded and searchable like a result
@@ -386,6 +394,7 @@ class _Trial:
 
     def _log_datasets(self, arm: _Arm, task: Task, seeds: list[int]) -> None:
         """The few-shot images each seed trains on, as an MLflow dataset input (with digest)."""
+        self.runs_ready()
         d = arm.cfg.dataset
         for seed in seeds:
             index = sample_few_shot(task.train.labels, task.base_classes, d.shots, seed)
@@ -513,11 +522,12 @@ def seed_mean(per_seed: list[dict[str, float]]) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def _system_metrics(ctx: TrialContext, run_id: str) -> Iterator[None]:
+def _system_metrics(ctx: TrialContext, trial: _Trial) -> Iterator[None]:
     if not ctx.system_metrics:
         yield
         return
-    monitor = ctx.tracker.system_metrics_monitor(run_id)
+    trial.runs_ready()
+    monitor = ctx.tracker.system_metrics_monitor(trial.trial_run)
     monitor.start()
     try:
         yield

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import threading
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,33 @@ def test_every_epoch_reaches_mlflow_and_the_prompts_once(setup, tmp_path):
         names = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"prompts.pt", "prompts.json"} <= names
     assert sorted(prompts) == sorted(r.info.run_id for r in seeds)  # once per seed
+
+
+def test_a_new_trials_runs_start_on_the_tracking_thread_while_it_trains(
+    setup, tmp_path, monkeypatch
+):
+    """Each run's creation waits until training has begun: were runs started before the first
+    epoch (on the training thread), the wait would time out and the test fail."""
+    spec, tracker, client, _ = setup
+    training, seen = threading.Event(), []
+    start_run, fit_seeds = tracker.start_run, replay.fit_seeds
+
+    def start_run_once_training(*args, **kwargs):
+        seen.append((threading.current_thread().name, training.wait(timeout=20)))
+        return start_run(*args, **kwargs)
+
+    def fit_flagged(*args, **kwargs):
+        training.set()
+        yield from fit_seeds(*args, **kwargs)
+
+    monkeypatch.setattr(tracker, "start_run", start_run_once_training)
+    monkeypatch.setattr(replay, "fit_seeds", fit_flagged)
+    ctx = trial_body.TrialContext("a", "t000", tmp_path / "results", tracker)
+    trial_body.run(spec, {"optim.lr": 0.01}, lambda metrics, state: None, ctx)
+    assert len(seen) == 3  # the trial's run and one per seed
+    assert all(name.startswith("ablate-tracking") and trained for name, trained in seen), seen
+    for run in tracker.runs_of_trial("a"):  # nothing the first epoch logged went missing
+        assert steps(client, run.info.run_id) == [1, 2, 3]
 
 
 @pytest.mark.parametrize("lost", [True, False], ids=["lost", "delivered"])
