@@ -14,6 +14,7 @@ out (`settle`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import itertools
@@ -130,14 +131,20 @@ class _Arm:
 
     @classmethod
     def compose(cls, spec: StudySpec, values: dict[str, Any], dataset: str | None) -> _Arm:
-        cfg = config.compose(spec.trial_overrides(values, dataset))
-        return cls(dataset, cfg, trial_key(cfg))
+        return cls(dataset, *_composed(tuple(spec.trial_overrides(values, dataset))))
 
     def fresh_seeds(self, seeds: list[int]) -> list[int]:
         return [s for s in seeds if s not in self.reused]
 
     def state(self) -> dict[str, Any]:
         return {"seed_runs": self.seed_runs, "reused": self.reused}
+
+
+@functools.lru_cache(maxsize=16)
+def _composed(overrides: tuple[str, ...]) -> tuple[trainers.TrialConfig, str]:
+    """A trial's config and cell key: composed once for its state's key and its run."""
+    cfg = config.compose(list(overrides))
+    return cfg, trial_key(cfg)
 
 
 def state_key(spec: StudySpec, params: Mapping[str, Any]) -> str:

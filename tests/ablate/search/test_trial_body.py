@@ -95,6 +95,22 @@ def test_a_new_trials_runs_start_on_the_tracking_thread_while_it_trains(
         assert steps(client, run.info.run_id) == [1, 2, 3]
 
 
+def test_a_trial_composes_its_config_once_for_its_state_key_and_its_run(
+    setup, tmp_path, monkeypatch
+):
+    spec, tracker, _, _ = setup
+    composed: list[list[str]] = []
+    compose = trial_body.config.compose
+    monkeypatch.setattr(trial_body.config, "compose", lambda o: (composed.append(o), compose(o))[1])
+    trial_body._composed.cache_clear()  # what earlier tests composed in this process
+    params = {"optim.lr": 0.1}
+    ctx = trial_body.TrialContext("c", "t002", tmp_path / "results", tracker)
+    key = trial_body.state_key(spec, params)
+    trial_body.run(spec, params, lambda metrics, state: None, ctx)
+    assert len(composed) == 1 and trial_body.state_key(spec, params) == key
+    assert trial_body.state_key(spec, {"optim.lr": 0.01}) != key and len(composed) == 2
+
+
 @pytest.mark.parametrize("lost", [True, False], ids=["lost", "delivered"])
 def test_a_resumed_trial_sends_its_last_epochs_calls_again_stored_once(
     setup, tmp_path, monkeypatch, lost
