@@ -185,6 +185,7 @@ class _Trial:
         # may lose them in flight, so a resumed trial sends them again
         self.logged: list[tuple[str, dict[str, float], int, int]] = []
         self.prompts: dict[str, tuple[dict[str, Any], Backbone | None]] = {}  # seed run -> last
+        self.datasets: list[tuple[_Arm, Task, list[int]]] = []  # to log once the runs exist
 
     def open_runs(self, resume: dict[str, Any] | None) -> None:
         """The trial's MLflow run and one nested run per (dataset,) seed: the ones this
@@ -276,6 +277,7 @@ class _Trial:
         start = time.monotonic() - (self.rows[-1]["wall_s"] if self.rows else 0.0)
         for epoch, per_arm in zip(range(first, self.cfg.train.epochs + 1), epochs):
             self.runs_ready()  # and the last epoch's calls: MLflow is at most one epoch behind
+            self._send_datasets()
             self.logged = []
             for arm, (per_seed, _) in zip(self.arms, per_arm):
                 for m in per_seed:  # what the epoch cost is recorded and searchable like a result
@@ -315,8 +317,8 @@ class _Trial:
             )
         else:
             backbone, task, frozen = shared_inputs(arm.cfg, keep=len(self.arms))
-            if resume is None:
-                self._log_datasets(arm, task, fresh)
+            if resume is None:  # logged once the runs exist (`_send_datasets`)
+                self.datasets.append((arm, task, fresh))
             epochs = trainers.fit_seeds(arm.cfg, fresh, backbone, task, states, frozen)
         for per_seed in epochs:
             yield per_seed, backbone
@@ -399,9 +401,13 @@ class _Trial:
         except Exception as err:
             print(f"ablate: {self.ctx.trial_name}: a tracking call failed: {_error_text(err)}")
 
-    def _log_datasets(self, arm: _Arm, task: Task, seeds: list[int]) -> None:
+    def _send_datasets(self) -> None:
         """The few-shot images each seed trains on, as an MLflow dataset input (with digest)."""
-        self.runs_ready()
+        for arm, task, seeds in self.datasets:
+            self._send_dataset(arm, task, seeds)
+        self.datasets = []
+
+    def _send_dataset(self, arm: _Arm, task: Task, seeds: list[int]) -> None:
         d = arm.cfg.dataset
         for seed in seeds:
             index = sample_few_shot(task.train.labels, task.base_classes, d.shots, seed)
