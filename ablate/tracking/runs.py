@@ -48,6 +48,12 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
+def import_mlflow() -> None:
+    """Import MLflow on this thread, before threads that call it start (the driver starts Ray
+    meanwhile: two threads importing packages that share modules can meet one half-imported)."""
+    import mlflow.tracking  # noqa: F401
+
+
 def mlflow_client(uri: str) -> MlflowClient:
     from mlflow.tracking import MlflowClient
 
