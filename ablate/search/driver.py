@@ -88,7 +88,6 @@ def check_store(uri: str, where: str) -> Callable[[], None]:
         return lambda: None
     if not os.access(path.parent, os.W_OK):
         refuse(f"cannot create {path}: its folder does not exist or is not writable")
-    tracking.import_mlflow()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ablate-store")
     created = pool.submit(tracking.check_reachable, uri)
     pool.shutdown(wait=False)

@@ -19,23 +19,21 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
 from ablate.tracking.retry import PatientClient
 from ablate.tracking.spool import spooled
 from ablate.tracking.stores import artifact_home, local_store_path, safe_name
 
-if TYPE_CHECKING:
-    from mlflow.tracking import MlflowClient
-
 ROLE = "ablate.role"  # study | trial | seed
 STATUS = "ablate.status"
 TRIAL_ID = "ablate.trial_id"
 TRIAL_KEY = "ablate.trial_key"  # hash of the resolved config: one trial run per configuration
-# MLflow's own tags (mlflow.utils.mlflow_tags), spelled out: importing this module does not
-# import MLflow (0.8 s), so a trial's worker imports it on its tracking thread, while it trains
-PARENT = "mlflow.parentRunId"
-NOTE = "mlflow.note.content"
+PARENT = MLFLOW_PARENT_RUN_ID
 MAX_PARAMS, MAX_METRICS = 100, 1000  # MLflow's per-request limits for log_batch
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # UI opens on the runs
 RUN_STATUS = {"completed": "FINISHED", "pruned": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
@@ -46,24 +44,6 @@ RUN_STATUS = {"completed": "FINISHED", "pruned": "FINISHED", "failed": "FAILED",
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-
-
-def import_mlflow() -> None:
-    """Import MLflow on this thread, before threads that call it start (the driver starts Ray
-    meanwhile: two threads importing packages that share modules can meet one half-imported)."""
-    import mlflow.tracking  # noqa: F401
-
-
-def mlflow_client(uri: str) -> MlflowClient:
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
-
-
-def _run_tags(tags: Mapping[str, str]) -> list[Any]:
-    from mlflow.entities import RunTag
-
-    return [RunTag(k, v) for k, v in tags.items()]
 
 
 @dataclass
@@ -77,14 +57,14 @@ class Tracker:
 
     @property
     def client(self) -> MlflowClient:
-        make = functools.partial(mlflow_client, self.uri)
+        make = functools.partial(MlflowClient, tracking_uri=self.uri)
         return PatientClient.connect(make, _store_name(self.uri))  # type: ignore[return-value]
 
     @property
     def waiting_client(self) -> MlflowClient:
         """For the calls a trial cannot go on without (its runs): they wait minutes for an
         unreachable server instead of failing the trial; later writes are spooled instead."""
-        make = functools.partial(mlflow_client, self.uri)
+        make = functools.partial(MlflowClient, tracking_uri=self.uri)
         store, attempts = _store_name(self.uri), PatientClient.WAIT_ATTEMPTS
         return PatientClient.connect(make, store, attempts)  # type: ignore[return-value]
 
@@ -96,18 +76,18 @@ class Tracker:
         client = self.client
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
-            experiment_tags = {NOTE: description, **EXPERIMENT_KIND}
+            experiment_tags = {MLFLOW_RUN_NOTE: description, **EXPERIMENT_KIND}
             experiment_id = client.create_experiment(
                 name, artifact_location=artifact_home(self.uri, name), tags=experiment_tags
             )
         else:
             experiment_id = experiment.experiment_id
-            for key, value in {NOTE: description, **EXPERIMENT_KIND}.items():
+            for key, value in {MLFLOW_RUN_NOTE: description, **EXPERIMENT_KIND}.items():
                 client.set_experiment_tag(experiment_id, key, value)
         run = client.create_run(
             experiment_id,
             run_name=f"study {name} {time.strftime('%Y-%m-%d %H:%M')}",
-            tags={ROLE: "study", NOTE: description, **tags},
+            tags={ROLE: "study", MLFLOW_RUN_NOTE: description, **tags},
         )
         handle = Tracker(self.uri, experiment_id, run.info.run_id, self.spool_dir)
         handle.log_params(run.info.run_id, params)
@@ -124,8 +104,8 @@ class Tracker:
     @spooled
     def finish_study(self, counts: Mapping[str, int], status: str = "completed") -> None:
         client = self.client
-        tags = {STATUS: status} | {f"ablate.{k}": str(v) for k, v in counts.items()}
-        client.log_batch(self.parent_run_id, tags=_run_tags(tags))
+        tags = [RunTag(STATUS, status)] + [RunTag(f"ablate.{k}", str(v)) for k, v in counts.items()]
+        client.log_batch(self.parent_run_id, tags=tags)
         client.set_terminated(self.parent_run_id, RUN_STATUS.get(status, "FINISHED"))
 
     # ---- trials and seeds ---------------------------------------------------------------------
@@ -141,14 +121,12 @@ class Tracker:
         run = self.waiting_client.create_run(
             self.experiment_id,
             run_name=name,
-            tags={PARENT: parent_id, ROLE: role, STATUS: "running", **tags},
+            tags={MLFLOW_PARENT_RUN_ID: parent_id, ROLE: role, STATUS: "running", **tags},
         )
         self.log_params(run.info.run_id, params)
         return run.info.run_id
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        from mlflow.entities import Param
-
         items = [Param(k, _param_value(v)) for k, v in params.items()]
         for start in range(0, len(items), MAX_PARAMS):
             self.waiting_client.log_batch(run_id, params=items[start : start + MAX_PARAMS])
@@ -158,8 +136,6 @@ class Tracker:
         self, run_id: str, metrics: Mapping[str, float], step: int, timestamp: int | None = None
     ) -> None:
         """`timestamp` (ms): logging the same values again with it stores them once."""
-        from mlflow.entities import Metric
-
         now = int(time.time() * 1000) if timestamp is None else timestamp
         items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
         for start in range(0, len(items), MAX_METRICS):
@@ -177,7 +153,7 @@ class Tracker:
 
     @spooled
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
-        self.client.log_batch(run_id, tags=_run_tags(tags))
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
     @spooled
     def reopen(self, run_id: str) -> None:
@@ -189,8 +165,6 @@ class Tracker:
     @spooled
     def log_dataset(self, run_id: str, name: str, digest: str, source: str, rows: int) -> None:
         """The data a run trained on, shown in the UI's dataset panel (context = train)."""
-        from mlflow.entities import Dataset, DatasetInput, InputTag
-
         dataset = Dataset(
             name=name,
             digest=digest,
@@ -211,7 +185,9 @@ class Tracker:
     def finish_run(self, run_id: str, status: str, tags: Mapping[str, str] | None = None) -> None:
         """Set the ablate status tag (and extra tags) and terminate the run."""
         client = self.client
-        client.log_batch(run_id, tags=_run_tags({STATUS: status, **(tags or {})}))
+        client.log_batch(
+            run_id, tags=[RunTag(STATUS, status)] + [RunTag(k, v) for k, v in (tags or {}).items()]
+        )
         client.set_terminated(run_id, RUN_STATUS[status])
 
     # ---- lookups for the driver ----------------------------------------------------------------
@@ -219,7 +195,8 @@ class Tracker:
         """The trial run and its seed runs, found by the Ray trial id tag."""
         return self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`{TRIAL_ID}` = '{trial_id}' and tags.`{PARENT}` != ''",
+            filter_string=f"tags.`{TRIAL_ID}` = '{trial_id}' "
+            f"and tags.`{MLFLOW_PARENT_RUN_ID}` != ''",
             max_results=1000,
         )
 
@@ -247,7 +224,7 @@ class Tracker:
         return closed
 
     def children(self, parent_id: str, role: str | None = None) -> list[Any]:
-        flt = f"tags.`{PARENT}` = '{parent_id}'"
+        flt = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_id}'"
         if role:
             flt += f" and tags.`{ROLE}` = '{role}'"
         return self.client.search_runs([self.experiment_id], filter_string=flt, max_results=5000)
@@ -279,7 +256,7 @@ def check_reachable(uri: str) -> str | None:
     """None when the tracking store answers, else why not (checked before a study starts; a
     locked SQLite store is waited for)."""
     try:
-        make = functools.partial(mlflow_client, uri)
+        make = functools.partial(MlflowClient, tracking_uri=uri)
         PatientClient.connect(make, _store_name(uri)).search_experiments(max_results=1)
     except Exception as err:
         return f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
@@ -288,13 +265,13 @@ def check_reachable(uri: str) -> str | None:
 
 def study_names(uri: str) -> list[str]:
     """The experiments (one per study) a tracking store holds."""
-    experiments = mlflow_client(uri).search_experiments()
+    experiments = MlflowClient(tracking_uri=uri).search_experiments()
     return sorted(e.name for e in experiments if e.name != "Default")
 
 
 def latest_study_run(uri: str, study: str | None) -> tuple[str, str] | None:
     """(experiment id, parent run id) of the newest study run, of `study` or of any study."""
-    client = mlflow_client(uri)
+    client = MlflowClient(tracking_uri=uri)
     if study:
         experiment = client.get_experiment_by_name(study)
         if experiment is None:
@@ -312,7 +289,7 @@ def latest_study_run(uri: str, study: str | None) -> tuple[str, str] | None:
 
 # ---- `ablate report`: read a study's runs and artifacts, log the report ----------------------
 def run_params(uri: str, run_id: str) -> dict[str, str]:
-    return dict(mlflow_client(uri).get_run(run_id).data.params)
+    return dict(MlflowClient(tracking_uri=uri).get_run(run_id).data.params)
 
 
 def download(uri: str, run_id: str, path: str, folder: Path) -> Path | None:
@@ -320,7 +297,7 @@ def download(uri: str, run_id: str, path: str, folder: Path) -> Path | None:
     then returns the empty destination folder instead of raising)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        local = Path(mlflow_client(uri).download_artifacts(run_id, path, str(folder)))
+        local = Path(MlflowClient(tracking_uri=uri).download_artifacts(run_id, path, str(folder)))
     except Exception:
         return None
     return local if local.is_file() else None
@@ -328,7 +305,7 @@ def download(uri: str, run_id: str, path: str, folder: Path) -> Path | None:
 
 def seed_runs(uri: str, experiment_id: str, trial_key: str) -> dict[int, str]:
     """seed -> run id of the seed runs of one configuration (any invocation of the study)."""
-    runs = mlflow_client(uri).search_runs(
+    runs = MlflowClient(tracking_uri=uri).search_runs(
         [experiment_id],
         filter_string=f"tags.`{TRIAL_KEY}` = '{trial_key}' and tags.`{ROLE}` = 'seed'",
         max_results=1000,
@@ -339,4 +316,4 @@ def seed_runs(uri: str, experiment_id: str, trial_key: str) -> dict[int, str]:
 def log_folder(uri: str, run_id: str, folder: Path, artifact_path: str) -> None:
     """Every file under `folder` as artifacts of `run_id` under `artifact_path` (replacing the
     files of an earlier report with the same names)."""
-    mlflow_client(uri).log_artifacts(run_id, str(folder), artifact_path)
+    MlflowClient(tracking_uri=uri).log_artifacts(run_id, str(folder), artifact_path)
