@@ -78,7 +78,7 @@ def test_a_new_trials_runs_start_on_the_tracking_thread_while_it_trains(
     start_run, fit_seeds = tracker.start_run, replay.fit_seeds
 
     def start_run_once_training(*args, **kwargs):
-        seen.append((threading.current_thread().name, training.wait(timeout=20)))
+        seen.append((threading.current_thread().name, training.wait(timeout=60)))
         return start_run(*args, **kwargs)
 
     def fit_flagged(*args, **kwargs):
