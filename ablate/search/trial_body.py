@@ -32,7 +32,17 @@ from ablate import config, results
 from ablate.errors import DiskFull
 from ablate.search import replay, space
 from ablate.spec import StudySpec
-from ablate.tracking import PARENT, ROLE, TRIAL_ID, TRIAL_KEY, Outbox, Tracker, run_name
+from ablate.tracking import (
+    PARENT,
+    ROLE,
+    SEED,
+    TRIAL_ID,
+    TRIAL_KEY,
+    Outbox,
+    Tracker,
+    run_name,
+    seed_of,
+)
 from trainers.backbone import Backbone
 from trainers.backbone import load as load_backbone
 from trainers.data import Task, load_task, sample_few_shot
@@ -220,22 +230,24 @@ class _Trial:
 
     def _find_or_start_runs(self) -> None:
         """The trial's and seeds' runs, on the tracking thread (its calls are made in line):
-        those an earlier trial of this configuration started are reopened."""
+        those an earlier trial of this configuration started are reopened, and get the params
+        a kill -9 kept them from receiving."""
         found: dict[str, list[Any]] = {}  # one search per key (a trial of one dataset: one)
         for key in {self.key, *(a.key for a in self.arms)}:
             found[key] = self.tracker.runs_of_config(key)
-        tags = {TRIAL_ID: self.ctx.trial_id, TRIAL_KEY: self.key}
-        trials = [r.info.run_id for r in found[self.key] if r.data.tags.get(ROLE) == "trial"]
-        earlier = trials[:1]
+        params = self._trial_params() | self.values
+        trials = [r for r in found[self.key] if r.data.tags.get(ROLE) == "trial"]
         if trials:
-            self.trial_run = trials[0]
+            self.trial_run = trials[0].info.run_id
+            self.tracker.complete_params(trials[0], params)
         else:
             name = run_name(self.ctx.trial_name, self.values)
+            tags = {TRIAL_ID: self.ctx.trial_id, TRIAL_KEY: self.key}
             parent = self.tracker.parent_run_id
-            params = self._trial_params() | self.values
             self.trial_run = self.tracker.start_run(parent, name, "trial", params, tags)
-            self.tracker.log_text(self.trial_run, config.to_yaml(self.cfg), "config.yaml")
+        self.tracker.log_text(self.trial_run, config.to_yaml(self.cfg), "config.yaml")
         self.tracker.set_tags(self.trial_run, {TRIAL_ID: self.ctx.trial_id})
+        earlier = [r.info.run_id for r in trials[:1]]
         for arm in self.arms:
             earlier += self._find_or_start_seed_runs(arm, found[arm.key])
         for run_id in earlier:  # runs this trial did not create may be finished or killed
@@ -250,20 +262,25 @@ class _Trial:
         return flat
 
     def _find_or_start_seed_runs(self, arm: _Arm, runs: list[Any]) -> list[str]:
-        arm.seed_runs = {
-            int(r.data.params["seed"]): r.info.run_id
+        flat = config.to_flat_dict(arm.cfg)
+        mine = [
+            r
             for r in runs
             if r.data.tags.get(ROLE) == "seed" and r.data.tags.get(PARENT) == self.trial_run
-        }
+        ]
+        arm.seed_runs = {}
+        for run in mine:
+            seed = seed_of(run)
+            if seed is not None:
+                arm.seed_runs[seed] = run.info.run_id
+                self.tracker.complete_params(run, flat | {"seed": seed})
+                self.tracker.set_tags(run.info.run_id, {TRIAL_ID: self.ctx.trial_id})
         earlier = list(arm.seed_runs.values())
-        for run_id in earlier:
-            self.tracker.set_tags(run_id, {TRIAL_ID: self.ctx.trial_id})
-        flat = config.to_flat_dict(arm.cfg)
-        tags = {TRIAL_ID: self.ctx.trial_id, TRIAL_KEY: arm.key}
         on = f" {arm.dataset}" if arm.dataset else ""
         for seed in self.spec.seeds:
             if seed not in arm.seed_runs:
                 name = f"{self.ctx.trial_name}{on} seed={seed}"
+                tags = {TRIAL_ID: self.ctx.trial_id, TRIAL_KEY: arm.key, SEED: str(seed)}
                 arm.seed_runs[seed] = self.tracker.start_run(
                     self.trial_run, name, "seed", flat | {"seed": seed}, tags
                 )

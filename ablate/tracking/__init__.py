@@ -12,6 +12,7 @@ from ablate.tracking.retry import is_transient
 from ablate.tracking.runs import (
     PARENT,
     ROLE,
+    SEED,
     STATUS,
     TRIAL_ID,
     TRIAL_KEY,
@@ -22,6 +23,7 @@ from ablate.tracking.runs import (
     log_folder,
     run_name,
     run_params,
+    seed_of,
     seed_runs,
     study_names,
 )
@@ -36,6 +38,7 @@ from ablate.tracking.stores import (
 __all__ = [
     "PARENT",
     "ROLE",
+    "SEED",
     "STATUS",
     "TRIAL_ID",
     "TRIAL_KEY",
@@ -51,6 +54,7 @@ __all__ = [
     "log_folder",
     "run_name",
     "run_params",
+    "seed_of",
     "seed_runs",
     "study_names",
     "ui_command",

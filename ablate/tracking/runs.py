@@ -33,6 +33,7 @@ ROLE = "ablate.role"  # study | trial | seed
 STATUS = "ablate.status"
 TRIAL_ID = "ablate.trial_id"
 TRIAL_KEY = "ablate.trial_key"  # hash of the resolved config: one trial run per configuration
+SEED = "ablate.seed"  # a seed run's seed, set as it is created (its params come a call later)
 PARENT = MLFLOW_PARENT_RUN_ID
 MAX_PARAMS, MAX_METRICS = 100, 1000  # MLflow's per-request limits for log_batch
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # UI opens on the runs
@@ -117,7 +118,9 @@ class Tracker:
         params: Mapping[str, Any],
         tags: Mapping[str, str],
     ) -> str:
-        """A nested run under `parent_id` with its params; returns its run id."""
+        """A nested run under `parent_id` with its params; returns its run id. The tags that
+        find it again are set as it is created; a kill -9 may still cut it short before its
+        params (`complete_params`)."""
         run = self.waiting_client.create_run(
             self.experiment_id,
             run_name=name,
@@ -125,6 +128,12 @@ class Tracker:
         )
         self.log_params(run.info.run_id, params)
         return run.info.run_id
+
+    def complete_params(self, run: Any, params: Mapping[str, Any]) -> None:
+        """Log the params a found run lacks: its creation was cut short by a kill -9."""
+        missing = {k: v for k, v in params.items() if k not in run.data.params}
+        if missing:
+            self.log_params(run.info.run_id, missing)
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         items = [Param(k, _param_value(v)) for k, v in params.items()]
@@ -310,7 +319,14 @@ def seed_runs(uri: str, experiment_id: str, trial_key: str) -> dict[int, str]:
         filter_string=f"tags.`{TRIAL_KEY}` = '{trial_key}' and tags.`{ROLE}` = 'seed'",
         max_results=1000,
     )
-    return {int(r.data.params.get("seed", -1)): r.info.run_id for r in runs}
+    return {seed: r.info.run_id for r in runs if (seed := seed_of(r)) is not None}
+
+
+def seed_of(run: Any) -> int | None:
+    """A seed run's seed: its tag, or the param of a run made before the tag (None: such a
+    run cut short before its params, which holds nothing)."""
+    seed = run.data.tags.get(SEED, run.data.params.get("seed"))
+    return None if seed is None else int(seed)
 
 
 def log_folder(uri: str, run_id: str, folder: Path, artifact_path: str) -> None:

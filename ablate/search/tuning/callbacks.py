@@ -15,7 +15,7 @@ from ablate.cluster import nodes
 from ablate.search import failures, stopping
 from ablate.search.outcome import error_line
 from ablate.search.tuning.ray_api import Stopper, tune
-from ablate.search.tuning.trainable import FIDELITY, NODE
+from ablate.search.tuning.trainable import NODE, epoch_of
 from ablate.tracking import Tracker
 
 log = logging.getLogger("ablate")
@@ -71,7 +71,7 @@ class StatusCallback(tune.Callback, Stopper):
                 log.warning(f"ablate: could not tag trial {trial.trial_id} with its node: {err}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        epoch = int(trial.last_result.get(FIDELITY, 0))
+        epoch = epoch_of(trial.last_result)
         error = self._gave_up(trial.trial_id)
         status = "failed" if error else "completed" if epoch >= self.epochs else "pruned"
         self.statuses[trial.trial_id] = status
@@ -85,7 +85,7 @@ class StatusCallback(tune.Callback, Stopper):
         `retries`, or after its worker or node was lost (which costs no retry)."""
         own = self._own_failures(trial.trial_id)
         counted = self.__dict__.setdefault("counted", {})  # own failures already announced
-        epoch = int((trial.last_result or {}).get(FIDELITY, 0))
+        epoch = epoch_of(trial.last_result or {})
         where = f"after epoch {epoch}" if epoch else "from the start"
         if own > counted.get(trial.trial_id, 0):
             counted[trial.trial_id] = own

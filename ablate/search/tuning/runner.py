@@ -35,6 +35,7 @@ from ablate.search.tuning.ray_api import (
 from ablate.search.tuning.trainable import (
     FIDELITY,
     TRIAL_NUMBER,
+    epoch_of,
     make_trainable,
     trial_resources,
 )
@@ -63,6 +64,11 @@ def run_study(
     # of Tune's per-trial loggers only the JSON one (params.json, result.json: what
     # `trained_configs` reads); TensorBoard's event writer took a fifth of a large study's driver
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    # a trial that gives up after its retries returns without a report (failures.py); when
+    # Tune had restored it from a checkpoint, its last result holds the config but no metric,
+    # and Tune's check for the metric would end the whole study. ablate checks the metric's
+    # name against the method before launching.
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     # Optuna set its own level when Ray imported it; it follows ablate's -q / -v from here
     logging.getLogger("optuna").setLevel(logging.INFO if tune_verbosity() > 1 else logging.WARNING)
     if tune_verbosity() == 0:  # Tune's new console output prints its header even then
@@ -234,7 +240,7 @@ def _outcome(
         metrics = result.metrics or {}
         config = dict(result.config or {})
         trial_id = metrics.get("trial_id") or _trial_id_from_path(result.path)
-        reached = int(metrics.get(FIDELITY, 0))
+        reached = epoch_of(metrics)
         status = statuses.get(trial_id) or status_of(
             ray_status.get(trial_id), result, reached, epochs
         )

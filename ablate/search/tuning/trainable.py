@@ -100,16 +100,22 @@ def make_trainable(
         told, legacy = _tune_checkpoint(name)
         if saved.state is None and legacy is not None:
             saved = trial_state.Saved(legacy, [])
+        sent: list[dict[str, float]] = []  # the epochs this call tells Tune of
+
+        def tell(metrics: dict[str, float]) -> None:
+            _tell(metrics)
+            sent.append(metrics)
+
         for metrics in saved.history:  # Tune's snapshot is older than the state: catch it up
             if metrics["epoch"] > told:
-                _tell(metrics)
+                tell(metrics)
         told = max(told, saved.epoch)
 
         def report(metrics: dict[str, float], state: dict[str, Any]) -> None:
             saved.state, saved.history = state, [*saved.history, metrics]
             trial_body.when_space(lambda: trial_state.save(folder, key, saved), name)
             if metrics["epoch"] > told:  # after a state set aside, Tune has the earlier epochs
-                _tell(metrics)
+                tell(metrics)
 
         try:
             trial_body.run(spec, params, report, ctx, resume=saved.state)
@@ -120,8 +126,20 @@ def make_trainable(
             # past its retries the trial ends here, failed (its runs say so, and
             # failures.gave_up tells the driver): raising would let Tune retry it as if its
             # node had died
+            return
+        if not sent and saved.history:
+            # Tune had its every epoch but not its end (a kill -9 in between): the last epoch
+            # again, so Tune ends the trial on its metrics, not on an empty result
+            _tell(saved.history[-1])
 
     return trainable
+
+
+def epoch_of(result: dict[str, Any]) -> int:
+    """The last epoch a trial's result tells of. Its own count, not Tune's iterations: those
+    start again from 0 when a restored checkpoint has lost its metrics, and count an epoch
+    told twice (above)."""
+    return int(result.get("epoch") or result.get(FIDELITY) or 0)
 
 
 def _tell(metrics: dict[str, float]) -> None:

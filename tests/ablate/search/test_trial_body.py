@@ -169,6 +169,41 @@ def test_another_trial_continues_a_saved_state_as_its_own(setup, tmp_path):
         assert run.info.status == "FINISHED"
 
 
+def test_runs_a_kill_cut_short_before_their_params_are_taken_over_and_completed(
+    setup, tmp_path, monkeypatch
+):
+    """A kill -9 between creating a run and logging its params leaves the run with its tags
+    only: the configuration's next trial (no saved state: killed before its first epoch was
+    saved) takes the runs over, seed by seed, and logs their params, rather than failing on
+    the missing seed or starting others."""
+    spec, tracker, client, _ = setup
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("the worker died in its first epoch")
+        yield  # a generator, like the trainer it stands for
+
+    first = trial_body.TrialContext("g", "t007", tmp_path / "results", tracker)
+    with monkeypatch.context() as patch:
+        patch.setattr(Tracker, "log_params", lambda self, run_id, params: None)
+        patch.setattr(replay, "fit_seeds", killed)
+        with pytest.raises(KeyboardInterrupt):
+            trial_body.run(spec, {"optim.lr": 0.1}, lambda m, s: None, first)
+    cut_short = tracker.runs_of_trial("g")
+    assert len(cut_short) == 3 and not any(r.data.params for r in cut_short)
+
+    again = trial_body.TrialContext("h", "t008", tmp_path / "results", tracker)
+    trial_body.run(spec, {"optim.lr": 0.1}, lambda m, s: None, again)
+    runs = tracker.runs_of_trial("h")
+    assert {r.info.run_id for r in runs} == {r.info.run_id for r in cut_short}
+    roles = {r.data.tags["ablate.role"]: r for r in runs}
+    assert roles["trial"].data.params["optim.lr"] == "0.1"
+    seeds = sorted(int(r.data.params["seed"]) for r in runs if r.data.tags["ablate.role"] == "seed")
+    assert seeds == [1, 2]
+    for run in runs:
+        assert steps(client, run.info.run_id) == [1, 2, 3]
+        assert run.info.status == "FINISHED"
+
+
 def test_a_state_at_the_last_epoch_leaves_nothing_to_do(setup, tmp_path):
     spec, tracker, client, _ = setup
     states = []
