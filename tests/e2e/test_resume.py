@@ -96,11 +96,18 @@ def test_a_killed_study_resumes_without_duplicates_or_losses(tmp_path):
     kill_after_first_result(command, tmp_path, env)
 
     again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    failed = own_failures(tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:] + failed
     assert "resuming the interrupted study 'nl'" in again.stdout
     runs, _ = assert_nothing_lost(tmp_path, trials=4, seeds=2, epochs=6)
     assert len(runs["study"]) == 1  # the same parent run, continued
-    assert {r.data.tags["ablate.status"] for r in runs["trial"]} == {"completed"}
+    assert {r.data.tags["ablate.status"] for r in runs["trial"]} == {"completed"}, failed
+
+
+def own_failures(folder: Path, name: str = "nl") -> str:
+    """The trials' own failures (ablate.search.failures), to say why a trial failed."""
+    files = sorted((folder / f"results/{name}/failures").glob("*.txt"))
+    return "".join(f"\n{f.stem}: {f.read_text()}" for f in files)
 
 
 def test_a_finished_study_extends_with_more_trials_and_seeds(ray_local, in_tmp, capsys):
