@@ -38,27 +38,31 @@ def val_hm(lr: float, length: int, seed: int, epoch: int) -> float:
     return 50 + 100 * lr + 3 * length + seed / 10 + epoch
 
 
-def write_table(path: Path) -> None:
+def write_table(path: Path, configs: list[tuple[float, int]] | None = None) -> None:
+    """The table of `configs` (lr, prompt length), by default every configuration."""
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["optim.lr", "method.prompt_length", "seed", "epoch", "val/hm", "test/hm"])
-        for lr in LRS:
-            for length in LENGTHS:
-                for seed in SEEDS:
-                    for epoch in range(1, EPOCHS + 1):
-                        test = val_hm(lr, length, seed, epoch) - 1 if epoch == EPOCHS else ""
-                        writer.writerow(
-                            [lr, length, seed, epoch, val_hm(lr, length, seed, epoch), test]
-                        )
+        for lr, length in configs or [(lr, n) for lr in LRS for n in LENGTHS]:
+            for seed in SEEDS:
+                for epoch in range(1, EPOCHS + 1):
+                    val = val_hm(lr, length, seed, epoch)
+                    test = val - 1 if epoch == EPOCHS else ""
+                    writer.writerow([lr, length, seed, epoch, val, test])
+
+
+def search(folder: Path) -> subprocess.CompletedProcess:
+    """`ablate search study.yaml` in `folder`, replaying its table.csv."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    env |= {replay.ENV: str(folder / "table.csv"), "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "ablate.cli", "search", "study.yaml"]
+    return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
 
 
 def test_a_replayed_study_records_the_tables_metrics(tmp_path):
     write_table(tmp_path / "table.csv")
     (tmp_path / "study.yaml").write_text(STUDY)
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
-    env |= {replay.ENV: str(tmp_path / "table.csv"), "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "ablate.cli", "search", "study.yaml"]
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    done = search(tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Study 'replayed' finished" in done.stdout
 
@@ -89,3 +93,28 @@ def test_a_replayed_study_records_the_tables_metrics(tmp_path):
         mean = math.fsum(val_hm(lr, length, s, EPOCHS) for s in SEEDS) / len(SEEDS)
         assert run.data.metrics["val/hm"] == pytest.approx(mean)
         assert run.data.tags["ablate.status"] == "completed"
+
+
+def test_trials_that_fail_before_their_first_report_leave_the_study_going(tmp_path):
+    """Two configurations are missing from the table: their trials fail at once, before any
+    report. With two searched parameters, Tune's check for the metric took such a trial's
+    empty result (its config, two keys) for a result lacking the metric and ended the whole
+    study; the trials must be recorded failed, and the others trained."""
+    kept = [(LRS[0], LENGTHS[0]), (LRS[1], LENGTHS[1])]
+    write_table(tmp_path / "table.csv", kept)
+    (tmp_path / "study.yaml").write_text(STUDY.replace("seeds: [1, 2]", "seeds: [1]"))
+    done = search(tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "4 trials, 2 completed, 0 pruned, 2 failed" in done.stdout
+    assert done.stdout.count("the replay table has no") == 2
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("replayed")
+    runs = client.search_runs([experiment.experiment_id], "tags.`ablate.role` = 'trial'")
+    statuses = {
+        (float(r.data.params["optim.lr"]), int(r.data.params["method.prompt_length"])): (
+            r.data.tags["ablate.status"]
+        )
+        for r in runs
+    }
+    assert statuses == {c: "completed" if c in kept else "failed" for c in statuses}
+    assert len(statuses) == 4

@@ -64,10 +64,10 @@ def run_study(
     # of Tune's per-trial loggers only the JSON one (params.json, result.json: what
     # `trained_configs` reads); TensorBoard's event writer took a fifth of a large study's driver
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
-    # a trial that gives up after its retries returns without a report (failures.py); when
-    # Tune had restored it from a checkpoint, its last result holds the config but no metric,
-    # and Tune's check for the metric would end the whole study. ablate checks the metric's
-    # name against the method before launching.
+    # a trial that gives up after its retries returns without a report (failures.py); Tune's
+    # result for it is then its config, which Tune's check for the metric took for a bad
+    # result (two or more searched parameters) and ended the whole study. ablate checks the
+    # metric's name against the method before launching.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     # Optuna set its own level when Ray imported it; it follows ablate's -q / -v from here
     logging.getLogger("optuna").setLevel(logging.INFO if tune_verbosity() > 1 else logging.WARNING)
