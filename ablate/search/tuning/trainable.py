@@ -136,9 +136,8 @@ def make_trainable(
 
 
 def epoch_of(result: dict[str, Any]) -> int:
-    """The last epoch a trial's result tells of. Its own count, not Tune's iterations: those
-    start again from 0 when a restored checkpoint has lost its metrics, and count an epoch
-    told twice (above)."""
+    """The last epoch a trial's result tells of: its own count, not Tune's iterations, which
+    count reports (an epoch told twice, above, counts twice)."""
     return int(result.get("epoch") or result.get(FIDELITY) or 0)
 
 
