@@ -106,7 +106,8 @@ def test_trials_that_fail_before_their_first_report_leave_the_study_going(tmp_pa
     done = search(tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "4 trials, 2 completed, 0 pruned, 2 failed" in done.stdout
-    assert done.stdout.count("the replay table has no") == 2
+    failed = [line for line in done.stdout.splitlines() if line.startswith("Failed: t")]
+    assert len(failed) == 2 and all("the replay table has no" in line for line in failed)
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("replayed")
     runs = client.search_runs([experiment.experiment_id], "tags.`ablate.role` = 'trial'")
