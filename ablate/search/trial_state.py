@@ -1,4 +1,4 @@
-"""A trial's newest state, ablate's own: <study>/state/<key>.pt (`trial_body.state_key`: the
+"""A trial's newest state, ablate's own: <study>/state/<key>.pt (`cells.state_key`: the
 configuration and its seeds), replaced whole after every epoch, with the metrics the trial
 reported for each epoch so far.
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from ablate import config, results
 from ablate.errors import DiskFull, is_disk_full
-from ablate.search import failures, space, trial_body, trial_state
+from ablate.search import cells, failures, space, trial_body, trial_state
 from ablate.search.outcome import error_line
 from ablate.search.tuning.ray_api import ray, tune
 from ablate.spec import StudySpec
@@ -95,7 +95,7 @@ def make_trainable(
         name = tune.get_context().get_trial_name()
         trial_id = tune.get_context().get_trial_id()
         ctx = trial_body.TrialContext(trial_id, name, folder, tracker, system_metrics)  # type: ignore[arg-type]
-        key = trial_body.state_key(spec, params)
+        key = cells.state_key(spec, params)
         saved = trial_state.load(folder, key, name)
         told, legacy = _tune_checkpoint(name)
         if saved.state is None and legacy is not None:

@@ -27,7 +27,7 @@ def test_the_next_trial_on_the_same_backbone_and_data_reuses_what_the_last_one_l
 
 
 def test_speed_knobs_keep_a_trials_key_so_finished_cells_are_reused():
-    from ablate.search.trial_body import trial_key
+    from ablate.search.cells import trial_key
 
     cfg = config.compose(["method=coop", "dataset=digits"])
     faster = dataclasses.replace(
@@ -39,7 +39,7 @@ def test_speed_knobs_keep_a_trials_key_so_finished_cells_are_reused():
 
 
 def test_a_methods_new_revision_changes_the_key_so_old_cells_are_retrained(monkeypatch):
-    from ablate.search.trial_body import trial_key
+    from ablate.search.cells import trial_key
 
     cfg = config.compose(["method=coop", "dataset=digits"])
     other = config.compose(["method=maple", "dataset=digits"])

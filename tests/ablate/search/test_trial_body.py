@@ -13,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ablate import spec as specs
-from ablate.search import replay, trial_body
+from ablate.search import cells, replay, trial_body, trial_runs
 from ablate.tracking import Tracker
 
 STUDY = """\
@@ -42,9 +42,9 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = Tracker(uri).start_study("body", "", {}, {})
     prompts: list[str] = []
-    logged = trial_body._log_prompts
+    logged = trial_runs._log_prompts
     monkeypatch.setattr(
-        trial_body, "_log_prompts", lambda t, run, *a: (prompts.append(run), logged(t, run, *a))
+        trial_runs, "_log_prompts", lambda t, run, *a: (prompts.append(run), logged(t, run, *a))
     )
     return specs.load(tmp_path / "study.yaml"), tracker, MlflowClient(uri), prompts
 
@@ -100,15 +100,15 @@ def test_a_trial_composes_its_config_once_for_its_state_key_and_its_run(
 ):
     spec, tracker, _, _ = setup
     composed: list[list[str]] = []
-    compose = trial_body.config.compose
-    monkeypatch.setattr(trial_body.config, "compose", lambda o: (composed.append(o), compose(o))[1])
-    trial_body._composed.cache_clear()  # what earlier tests composed in this process
+    compose = cells.config.compose
+    monkeypatch.setattr(cells.config, "compose", lambda o: (composed.append(o), compose(o))[1])
+    cells.composed.cache_clear()  # what earlier tests composed in this process
     params = {"optim.lr": 0.1}
     ctx = trial_body.TrialContext("c", "t002", tmp_path / "results", tracker)
-    key = trial_body.state_key(spec, params)
+    key = cells.state_key(spec, params)
     trial_body.run(spec, params, lambda metrics, state: None, ctx)
-    assert len(composed) == 1 and trial_body.state_key(spec, params) == key
-    assert trial_body.state_key(spec, {"optim.lr": 0.01}) != key and len(composed) == 2
+    assert len(composed) == 1 and cells.state_key(spec, params) == key
+    assert cells.state_key(spec, {"optim.lr": 0.01}) != key and len(composed) == 2
 
 
 @pytest.mark.parametrize("lost", [True, False], ids=["lost", "delivered"])
@@ -220,8 +220,8 @@ def test_a_state_at_the_last_epoch_leaves_nothing_to_do(setup, tmp_path):
 
 def test_the_state_key_is_the_configuration_and_its_seeds(setup, tmp_path):
     spec, *_ = setup
-    key = trial_body.state_key(spec, {"optim.lr": 0.1})
-    assert key == trial_body.state_key(spec, {"optim.lr": 0.1})
-    assert key != trial_body.state_key(spec, {"optim.lr": 0.01})
+    key = cells.state_key(spec, {"optim.lr": 0.1})
+    assert key == cells.state_key(spec, {"optim.lr": 0.1})
+    assert key != cells.state_key(spec, {"optim.lr": 0.01})
     more_seeds = dataclasses.replace(spec, seeds=[1, 2, 3])
-    assert key != trial_body.state_key(more_seeds, {"optim.lr": 0.1})
+    assert key != cells.state_key(more_seeds, {"optim.lr": 0.1})
