@@ -28,6 +28,9 @@ STATE_FILE = "state.pt"  # the whole state, in the Tune checkpoints of an older 
 TOLD_FILE = "epoch"  # in a Tune checkpoint: the epochs Tune has been told of
 NODE = "node_id"  # in every result: the Ray node the trial runs on (the driver records it)
 log = logging.getLogger("ablate")
+# Tune logs every checkpoint at INFO; ablate's Tune checkpoint is a count of epochs, a line per
+# epoch of every trial about it tells a user nothing
+TUNE_CHECKPOINT_LOG = "ray.train._internal.storage"
 
 
 def trial_resources(spec: StudySpec) -> dict[str, float] | Callable[[dict], Any]:
@@ -90,6 +93,7 @@ def make_trainable(
         import torch
 
         torch.set_num_threads(threads)
+        logging.getLogger(TUNE_CHECKPOINT_LOG).setLevel(logging.WARNING)
         params = dict(params)
         params.pop(TRIAL_NUMBER, None)  # a study started by an older ablate numbered it here
         name = tune.get_context().get_trial_name()
