@@ -15,6 +15,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import secrets
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -66,6 +67,33 @@ def read_token() -> tuple[str | None, str]:
         if value:
             return value, str(default)
     return None, ""
+
+
+def ensure_local_token() -> None:
+    """The token a Ray started on this machine will use, made once if there is none.
+
+    Ray 2.60 makes ~/.ray/auth_token on its first start with a plain write, so two drivers that
+    start Ray at once on a fresh machine (a double launch, tests run in parallel) can each write
+    a token of their own, and one cluster's workers then read the other's and are refused.
+    Made here as Ray makes it (32 random bytes in hex), but complete before it is visible, and
+    only by the first: the file is linked into place, which fails if it exists. Left to Ray: a
+    token in $RAY_AUTH_TOKEN or $RAY_AUTH_TOKEN_PATH, and authentication turned off."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        return
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip() or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return
+    path = Path.home() / ".ray" / "auth_token"
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".auth_token.{os.getpid()}.{secrets.token_hex(4)}")
+    try:
+        draft.write_text(secrets.token_hex(32))
+        draft.chmod(0o600)
+        with contextlib.suppress(FileExistsError):  # another driver made it first: theirs
+            os.link(draft, path)
+    finally:
+        draft.unlink(missing_ok=True)
 
 
 def resolve_address(address: str | None) -> str:

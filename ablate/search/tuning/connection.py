@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from ablate import results
+from ablate.cluster.access import ensure_local_token
 from ablate.errors import ConfigError
 from ablate.search.tuning.ray_api import ray, tune
 
@@ -49,6 +50,7 @@ def connect(address: str | None) -> None:
         reenter_working_dir()
     else:
         _DRIVER["cwd"] = os.getcwd()
+        ensure_local_token()
         ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **options)
 
 
