@@ -27,7 +27,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
 from ablate.tracking.retry import PatientClient
 from ablate.tracking.spool import spooled
-from ablate.tracking.stores import artifact_home, local_store_path, safe_name
+from ablate.tracking.stores import artifact_home, local_store_path, one_opener_at_a_time, safe_name
 
 ROLE = "ablate.role"  # study | trial | seed
 STATUS = "ablate.status"
@@ -266,7 +266,8 @@ def check_reachable(uri: str) -> str | None:
     locked SQLite store is waited for)."""
     try:
         make = functools.partial(MlflowClient, tracking_uri=uri)
-        PatientClient.connect(make, _store_name(uri)).search_experiments(max_results=1)
+        with one_opener_at_a_time(uri):  # a new store is created here
+            PatientClient.connect(make, _store_name(uri)).search_experiments(max_results=1)
     except Exception as err:
         return f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
     return None

@@ -3,9 +3,12 @@ folder beside a SQLite store, and the MLflow UI (its command line and links into
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import sys
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -25,6 +28,27 @@ def local_store_path(uri: str) -> Path | None:
     if uri.startswith("file:"):
         return Path(urllib.parse.urlsplit(uri).path)
     return Path(uri) if "://" not in uri else None
+
+
+@contextlib.contextmanager
+def one_opener_at_a_time(uri: str) -> Iterator[None]:
+    """While a local SQLite store is opened, no other process on this machine opens it.
+
+    Opening a store creates its tables when it is new and runs MLflow's migrations when it is
+    older than MLflow; two processes doing either at once fail ("table ... already exists",
+    alembic's "expected to match one row"). Two studies launched together in a new folder, or
+    a second launch of one, do that. The lock is the store's folder's (flock, released when the
+    process ends however it ends), so no file is added beside the store."""
+    path = local_store_path(uri) if uri.startswith("sqlite:///") else None
+    if path is None or not path.parent.is_dir():
+        yield
+        return
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(folder)  # and the lock with it
 
 
 def safe_name(name: str) -> str:

@@ -36,8 +36,12 @@ def test_a_second_launch_is_refused_and_sigterm_stops_cleanly_then_resumes(tmp_p
     parts = tmp_path / "results/nl/parts"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not (parts.exists() and any(parts.iterdir())):
+        if first.poll() is not None:  # it ended without a result
+            break
         time.sleep(0.1)
-    assert parts.exists(), "the study never wrote a result"
+    if not parts.exists():  # say why: the first launch's own output
+        first.kill()
+        raise AssertionError(f"the study never wrote a result:\n{first.communicate()[0][-4000:]}")
     os.kill(first.pid, signal.SIGTERM)  # the driver only: Ray must be stopped by it
     out, _ = first.communicate(timeout=300)
     if first.returncode == 0:
