@@ -45,7 +45,8 @@ def one_opener_at_a_time(uri: str) -> Iterator[None]:
         return
     folder = os.open(path.parent, os.O_RDONLY)
     try:
-        fcntl.flock(folder, fcntl.LOCK_EX)
+        with contextlib.suppress(OSError):  # a filesystem without locks: open as before
+            fcntl.flock(folder, fcntl.LOCK_EX)
         yield
     finally:
         os.close(folder)  # and the lock with it
