@@ -34,10 +34,10 @@ def local_store_path(uri: str) -> Path | None:
 def one_opener_at_a_time(uri: str) -> Iterator[None]:
     """While a local SQLite store is opened, no other process on this machine opens it.
 
-    Opening a store creates its tables when it is new and runs MLflow's migrations when it is
-    older than MLflow; two processes doing either at once fail ("table ... already exists",
-    alembic's "expected to match one row"). Two studies launched together in a new folder, or
-    a second launch of one, do that. The lock is the store's folder's (flock, released when the
+    Opening a new store creates its tables (MLflow's migrations, run from the first schema);
+    two processes doing so at once fail ("table ... already exists", alembic's "expected to
+    match one row"). Two studies launched together in a new folder, or a second launch of one,
+    do that. The lock is the store's folder's (flock, released when the
     process ends however it ends), so no file is added beside the store."""
     path = local_store_path(uri) if uri.startswith("sqlite:///") else None
     if path is None or not path.parent.is_dir():
