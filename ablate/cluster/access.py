@@ -46,6 +46,11 @@ class ClusterAuthError(ClusterError):
     exit_code = 2
 
 
+def default_token_path() -> Path:
+    """Where Ray keeps its token when the environment names none (read at each call: $HOME)."""
+    return Path.home() / ".ray" / "auth_token"
+
+
 def read_token() -> tuple[str | None, str]:
     """(token, where it came from), looked up in Ray's order; (None, "") when there is none."""
     value = os.environ.get("RAY_AUTH_TOKEN", "").strip()
@@ -61,7 +66,7 @@ def read_token() -> tuple[str | None, str]:
         if not value:
             raise ClusterAuthError(f"RAY_AUTH_TOKEN_PATH={named} is empty. {TOKEN_HELP}")
         return value, f"$RAY_AUTH_TOKEN_PATH ({path})"
-    default = Path.home() / ".ray" / "auth_token"
+    default = default_token_path()
     with contextlib.suppress(OSError):
         value = default.read_text().strip()
         if value:
@@ -82,7 +87,7 @@ def ensure_local_token() -> None:
         return
     if os.environ.get("RAY_AUTH_TOKEN", "").strip() or os.environ.get("RAY_AUTH_TOKEN_PATH"):
         return
-    path = Path.home() / ".ray" / "auth_token"
+    path = default_token_path()
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
