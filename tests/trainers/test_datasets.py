@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -325,3 +327,28 @@ def test_a_spec_with_a_missing_dataset_root_is_rejected(tmp_path):
     path.write_text(SPEC.format(name="dtd", root=tmp_path / "nowhere"))
     with pytest.raises(SpecError, match="nowhere/dtd: folder not found"):
         specs.load(path)
+
+
+# ---- digits: scikit-learn's file, read without importing scikit-learn ------------------------
+def test_digits_are_read_as_scikit_learn_reads_them():
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    from trainers.data.digits import read_digits
+
+    images, labels = read_digits()
+    bunch = sklearn_digits()
+    assert images.shape == (1797, 8, 8) and labels.shape == (1797,)
+    np.testing.assert_array_equal(images, bunch.images)  # the same integers, parsed alike
+    np.testing.assert_array_equal(labels, bunch.target)
+
+
+def test_loading_digits_imports_no_scikit_learn():
+    """A trial worker on the digits imports what it trains with, not scikit-learn's datasets."""
+    code = (
+        "import sys; from trainers.configs import DataConfig; from trainers.data import load_task;"
+        " task = load_task(DataConfig(name='digits')); print(len(task.test), "
+        "sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split(maxsplit=1)[1].strip() == "[]", out.stdout
