@@ -71,6 +71,7 @@ def run_study(
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     # Optuna set its own level when Ray imported it; it follows ablate's -q / -v from here
     logging.getLogger("optuna").setLevel(logging.INFO if tune_verbosity() > 1 else logging.WARNING)
+    logging.getLogger(OptunaSearch.__module__).addFilter(_NO_GRID_STOP)
     if tune_verbosity() == 0:  # Tune's new console output prints its header even then
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     guard = StatusCallback(
@@ -110,6 +111,18 @@ def run_study(
         t.node = guard.nodes.get(t.trial_id, "")
     outcome.stopped_early = guard.stop_all()
     return outcome
+
+
+class _NoGridStop(logging.Filter):
+    """Optuna's GridSampler ends a finished grid with `study.stop()`, which Optuna allows only
+    inside `optimize`. Under Tune the grid ends by itself (num_samples), and Optuna stores the
+    last trial's result before the refusal, so Ray's warning of it told the user nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`Study.stop` is supposed to be invoked" not in record.getMessage()
+
+
+_NO_GRID_STOP = _NoGridStop()
 
 
 def _let_workers_finish(grid: Any, timeout: float = 30.0) -> None:

@@ -261,6 +261,7 @@ def test_the_summary_is_the_last_thing_printed(tmp_path):
     assert "'trial'" not in text and not re.search(r"│ trial\s", text)
     assert "t000" in text and "t001" in text
     assert "Checkpoint successfully created" not in text  # Tune's line per epoch of a trial
+    assert "Study.stop" not in text  # Optuna's refusal when the grid's last trial ends
 
     quiet = run_study_process(tmp_path, "quiet", "-q")
     assert quiet[0].startswith("Study 'quiet' finished"), quiet[:5]
