@@ -22,13 +22,16 @@ log = logging.getLogger("ablate")
 
 
 class StatusCallback(tune.Callback, Stopper):
-    """Writes pruned/failed statuses to MLflow from the driver, says when a trial is restarted
-    (its own failure, or a lost worker or node), and stops a study whose first `fail_limit`
-    trials all failed instead of burning the budget on a broken setup."""
+    """Writes pruned/failed statuses to MLflow from the driver, says how each trial ended and
+    which is the best so far (as Optuna does, by ablate's names and rule: the completed trials'
+    seed means), says when a trial is restarted (its own failure, or a lost worker or node), and
+    stops a study whose first `fail_limit` trials all failed instead of burning the budget on a
+    broken setup."""
 
     # class defaults: a callback pickled with a study by an older ablate is restored without them
     study_dir: results.Location | None = None
     retries = 0
+    objective: tuple[str, str] | None = None
 
     def __init__(
         self,
@@ -37,7 +40,10 @@ class StatusCallback(tune.Callback, Stopper):
         fail_limit: int,
         study_dir: results.Location | None = None,
         retries: int = 0,
+        objective: tuple[str, str] | None = None,
     ) -> None:
+        """`objective`: the one metric and its mode ("max" or "min"); None for several."""
+        self.objective = objective
         self.tracker = tracker
         self.epochs = epochs
         self.fail_limit = fail_limit
@@ -79,6 +85,32 @@ class StatusCallback(tune.Callback, Stopper):
             self._finish(trial.trial_id, "pruned", {"ablate.stopped_epoch": str(epoch)})
         elif error:  # the trial marked its runs failed itself; this closes what it could not
             self._finish(trial.trial_id, "failed", {"ablate.error": error[:4000]})
+        self._announce(trial, status, epoch, trials)
+
+    def _announce(self, trial: Any, status: str, epoch: int, trials: list) -> None:
+        line = f"ablate: {trial} {status}" + (f" after epoch {epoch}" if status == "pruned" else "")
+        if self.objective is None:
+            log.info(line)
+            return
+        name = self.objective[0]
+        value = (trial.last_result or {}).get(name)
+        if status != "failed" and isinstance(value, int | float):
+            line += f" with {name} = {value:.2f}"
+        best = self._best(trials)
+        log.info(line + (f"; best is {best} with {best.last_result[name]:.2f}" if best else ""))
+
+    def _best(self, trials: list) -> Any:
+        """The best completed trial so far (restored ones too), the first by name on a tie."""
+        name, mode = self.objective or ("", "max")
+        sign = 1.0 if mode == "max" else -1.0
+        done = [
+            t
+            for t in sorted(trials, key=str)
+            if self.statuses.get(t.trial_id, "completed") == "completed"
+            and epoch_of(t.last_result or {}) >= self.epochs
+            and isinstance((t.last_result or {}).get(name), int | float)
+        ]
+        return max(done, key=lambda t: sign * t.last_result[name], default=None)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Tune restarts the trial from its last checkpoint: after a failure of its own within
@@ -120,6 +152,7 @@ class StatusCallback(tune.Callback, Stopper):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.statuses[trial.trial_id] = "failed"
         self._finish(trial.trial_id, "failed", {"ablate.error": _error_text(trial)[:4000]})
+        self._announce(trial, "failed", 0, trials)
 
     def _finish(self, trial_id: str, status: str, tags: dict[str, str]) -> None:
         try:

@@ -46,10 +46,14 @@ log = logging.getLogger("ablate")
 _NUMBERS: dict[str, int] = {}  # Ray trial id -> Optuna's trial number 0, 1, 2, ... (names t000)
 
 
-def make_scheduler(s: Scheduler, epochs: int) -> TrialScheduler:
-    """The Ray scheduler of the study's `scheduler.type`, from its entry in `spec.schedulers`."""
+def make_scheduler(
+    s: Scheduler, epochs: int, ranked: dict[str, str] | None = None
+) -> TrialScheduler:
+    """The Ray scheduler of the study's `scheduler.type`, from its entry in `spec.schedulers`;
+    one that ranks trials is given `ranked` (its metric and mode) where Tune is not."""
     entry = schedulers.SCHEDULERS[s.type]
     kwargs = entry.kwargs(s, epochs) | ({"time_attr": FIDELITY} if entry.fidelity else {})
+    kwargs |= ranked if ranked and entry.ranks else {}
     return getattr(tune_schedulers, entry.ray_class)(**kwargs)
 
 
@@ -75,7 +79,12 @@ def run_study(
     if tune_verbosity() == 0:  # Tune's new console output prints its header even then
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     guard = StatusCallback(
-        tracker, epochs, min(3, spec.num_trials), study_dir=study_dir, retries=spec.retries
+        tracker,
+        epochs,
+        min(3, spec.num_trials),
+        study_dir=study_dir,
+        retries=spec.retries,
+        objective=None if spec.more_objectives else (spec.metric.name, spec.metric.mode),
     )
     pending = PendingNotice(nodes.wanted(spec))
     trainable = tune.with_resources(
@@ -163,13 +172,14 @@ def _tune_config(spec: StudySpec, epochs: int, launch: Launch) -> tune.TuneConfi
         points_to_evaluate=redo or (prior.configs if prior and not rewarded else None),
         finished=prior if rewarded else None,
     )
-    # several objectives: Tune itself ranks one metric, so only the searcher is told them (as
-    # Ray's OptunaSearch asks), and validation admits only a scheduler that ranks nothing
-    ranked = {} if spec.more_objectives else _objectives(spec)
+    # Tune is told no metric: the searcher and the scheduler are, so Tune's console names no
+    # "current best trial" by its own id and rule (StatusCallback says ablate's). Several
+    # objectives go to the searcher only (as Ray's OptunaSearch asks), and validation admits
+    # only a scheduler that ranks nothing.
+    ranked = None if spec.more_objectives else _objectives(spec)
     return tune.TuneConfig(
-        **ranked,
         search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
-        scheduler=make_scheduler(spec.scheduler, epochs),
+        scheduler=make_scheduler(spec.scheduler, epochs, ranked),
         num_samples=spec.num_trials if launch.num_trials is None else launch.num_trials,
         trial_name_creator=_name_of,
         trial_dirname_creator=lambda t: f"{_name_of(t)}_{t.trial_id}",

@@ -262,6 +262,11 @@ def test_the_summary_is_the_last_thing_printed(tmp_path):
     assert "t000" in text and "t001" in text
     assert "Checkpoint successfully created" not in text  # Tune's line per epoch of a trial
     assert "Study.stop" not in text  # Optuna's refusal when the grid's last trial ends
+    # Tune's "Current best trial: <Tune's id>" gave way to ablate's line, whose best is the
+    # summary's
+    assert "Current best trial" not in text
+    best = re.findall(r"best is (t\d+) with", text)
+    assert len(best) == 2 and f"Best configuration: {best[-1]}," in text
 
     quiet = run_study_process(tmp_path, "quiet", "-q")
     assert quiet[0].startswith("Study 'quiet' finished"), quiet[:5]

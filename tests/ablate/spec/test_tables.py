@@ -76,6 +76,9 @@ def test_every_scheduler_entry_builds_its_ray_class(name):
     assert entry.plan(s, 9)
     if entry.fidelity:
         assert built._time_attr == FIDELITY
+    ranked = tuning.make_scheduler(s, 9, {"metric": "val/hm", "mode": "max"})
+    # Tune itself is told no metric: a scheduler that ranks trials holds the study's
+    assert getattr(ranked, "_metric", None) == ("val/hm" if entry.ranks else None)
 
 
 def test_the_grid_sampler_walks_every_combination(tmp_path):
