@@ -96,11 +96,10 @@ def ablate_tune_config(spec: StudySpec, epochs: int) -> tune.TuneConfig:
         metric=spec.metric.name,
         mode=spec.metric.mode,
     )
+    ranked = {"metric": spec.metric.name, "mode": spec.metric.mode}
     return tune.TuneConfig(
-        metric=spec.metric.name,
-        mode=spec.metric.mode,
         search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent),
-        scheduler=tuning.make_scheduler(spec.scheduler, epochs),
+        scheduler=tuning.make_scheduler(spec.scheduler, epochs, ranked),
         num_samples=spec.num_trials,
         reuse_actors=True,
     )
