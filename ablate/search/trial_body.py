@@ -16,7 +16,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,8 @@ class TrialContext:
     study_dir: Path  # where the Parquet parts go
     tracker: Tracker
     system_metrics: bool = False  # sample CPU/memory/GPU into the trial run
+    # tags saying where the trial runs (its Ray node), given with its id to every run it takes
+    where: Mapping[str, str] = field(default_factory=dict)
 
 
 def run(
@@ -108,7 +110,9 @@ class _Trial:
         self.spec, self.arms, self.values, self.ctx = spec, arms, values, ctx
         self.cfg = arms[0].cfg  # what every dataset shares: epochs, method, optimiser
         self.rows: list[dict[str, Any]] = []
-        self.runs = TrialRuns(spec, arms, values, ctx.tracker, ctx.trial_id, ctx.trial_name)
+        self.runs = TrialRuns(
+            spec, arms, values, ctx.tracker, ctx.trial_id, ctx.trial_name, ctx.where
+        )
 
     def open(self, resume: dict[str, Any] | None) -> None:
         """Which seeds train (the cells the table lacks, or the saved state's), and the runs."""

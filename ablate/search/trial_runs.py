@@ -49,9 +49,13 @@ class TrialRuns:
         tracker: Tracker,
         trial_id: str,
         trial_name: str,
+        where: Mapping[str, str] | None = None,
     ) -> None:
         self.spec, self.arms, self.values, self.tracker = spec, arms, values, tracker
         self.trial_id, self.trial_name = trial_id, trial_name
+        # what marks a run as this trial's: its id, and where it runs (a run it takes over
+        # from an earlier trial, perhaps on another node, is marked again)
+        self.owner = {TRIAL_ID: trial_id, **(where or {})}
         self.cfg = arms[0].cfg
         self.key = suite_key(arms)
         self.trial_run = ""
@@ -76,7 +80,7 @@ class TrialRuns:
         for arm, state in zip(self.arms, arm_states(resume)):
             arm.seed_runs = state["seed_runs"]
         for run_id in [self.trial_run, *self._fresh_seed_runs()]:
-            self.outbox.send(self.tracker.set_tags, run_id, {TRIAL_ID: self.trial_id})
+            self.outbox.send(self.tracker.set_tags, run_id, self.owner)
             self.outbox.send(self.tracker.reopen, run_id)  # it may be finished or killed
         for call in resume.get("logged", []):
             self.outbox.send(self.tracker.log_metrics, *call)
@@ -104,11 +108,11 @@ class TrialRuns:
             self.tracker.complete_params(trials[0], params)
         else:
             name = run_name(self.trial_name, self.values)
-            tags = {TRIAL_ID: self.trial_id, TRIAL_KEY: self.key}
+            tags = {**self.owner, TRIAL_KEY: self.key}
             parent = self.tracker.parent_run_id
             self.trial_run = self.tracker.start_run(parent, name, "trial", params, tags)
         self.tracker.log_text(self.trial_run, config.to_yaml(self.cfg), "config.yaml")
-        self.tracker.set_tags(self.trial_run, {TRIAL_ID: self.trial_id})
+        self.tracker.set_tags(self.trial_run, self.owner)
         earlier = [r.info.run_id for r in trials[:1]]
         for arm in self.arms:
             earlier += self._find_or_start_seed_runs(arm, found[arm.key])
@@ -136,13 +140,13 @@ class TrialRuns:
             if seed is not None:
                 arm.seed_runs[seed] = run.info.run_id
                 self.tracker.complete_params(run, flat | {"seed": seed})
-                self.tracker.set_tags(run.info.run_id, {TRIAL_ID: self.trial_id})
+                self.tracker.set_tags(run.info.run_id, self.owner)
         earlier = list(arm.seed_runs.values())
         on = f" {arm.dataset}" if arm.dataset else ""
         for seed in self.spec.seeds:
             if seed not in arm.seed_runs:
                 name = f"{self.trial_name}{on} seed={seed}"
-                tags = {TRIAL_ID: self.trial_id, TRIAL_KEY: arm.key, SEED: str(seed)}
+                tags = {**self.owner, TRIAL_KEY: arm.key, SEED: str(seed)}
                 arm.seed_runs[seed] = self.tracker.start_run(
                     self.trial_run, name, "seed", flat | {"seed": seed}, tags
                 )

@@ -10,6 +10,8 @@ from __future__ import annotations
 from ablate.tracking.outbox import Outbox
 from ablate.tracking.retry import is_transient
 from ablate.tracking.runs import (
+    NODE_IP_TAG,
+    NODE_TAG,
     PARENT,
     ROLE,
     SEED,
@@ -36,6 +38,8 @@ from ablate.tracking.stores import (
 )
 
 __all__ = [
+    "NODE_IP_TAG",
+    "NODE_TAG",
     "PARENT",
     "ROLE",
     "SEED",

@@ -32,6 +32,7 @@ from ablate.tracking.stores import artifact_home, local_store_path, one_opener_a
 ROLE = "ablate.role"  # study | trial | seed
 STATUS = "ablate.status"
 TRIAL_ID = "ablate.trial_id"
+NODE_TAG, NODE_IP_TAG = "ablate.node", "ablate.node_ip"  # the Ray node a trial last ran on
 TRIAL_KEY = "ablate.trial_key"  # hash of the resolved config: one trial run per configuration
 SEED = "ablate.seed"  # a seed run's seed, set as it is created (its params come a call later)
 PARENT = MLFLOW_PARENT_RUN_ID

@@ -1,4 +1,4 @@
-"""Ray Tune callbacks of the driver: final MLflow statuses and node tags of every trial (a
+"""Ray Tune callbacks of the driver: final MLflow statuses and the node of every trial (a
 stopped trial's worker may never run another line), the all-fail stop, the notice that says
 why trials wait, and the stop before the study's disk is full."""
 
@@ -66,15 +66,9 @@ class StatusCallback(tune.Callback, Stopper):
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
-        node = result.get(NODE)
-        if node and self.nodes.get(trial.trial_id) != node:  # its first result, or it moved
+        # the node, for the table's `node` column (the trial's runs are tagged by the trial)
+        if node := result.get(NODE):
             self.nodes[trial.trial_id] = node
-            tags = {"ablate.node": node, "ablate.node_ip": str(result.get("node_ip", ""))}
-            try:
-                for run in self.tracker.runs_of_trial(trial.trial_id):
-                    self.tracker.set_tags(run.info.run_id, tags)
-            except Exception as err:  # tracking trouble must not stop the study
-                log.warning(f"ablate: could not tag trial {trial.trial_id} with its node: {err}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         epoch = epoch_of(trial.last_result)

@@ -12,6 +12,7 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.stopper import Stopper
+from ray.util import get_node_ip_address as node_ip
 
 __all__ = [
     "ConcurrencyLimiter",
@@ -19,6 +20,7 @@ __all__ = [
     "OptunaSearch",
     "Stopper",
     "TrialScheduler",
+    "node_ip",
     "ray",
     "tune",
     "tune_schedulers",

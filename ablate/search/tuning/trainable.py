@@ -18,9 +18,9 @@ from ablate import config, results
 from ablate.errors import DiskFull, is_disk_full
 from ablate.search import cells, failures, space, trial_body, trial_state
 from ablate.search.outcome import error_line
-from ablate.search.tuning.ray_api import ray, tune
+from ablate.search.tuning.ray_api import node_ip, ray, tune
 from ablate.spec import StudySpec
-from ablate.tracking import Tracker
+from ablate.tracking import NODE_IP_TAG, NODE_TAG, Tracker
 
 FIDELITY = "training_iteration"  # one report per epoch, so iterations are epochs
 TRIAL_NUMBER = "trial"  # in the configs of studies started before trials were numbered apart
@@ -98,7 +98,8 @@ def make_trainable(
         params.pop(TRIAL_NUMBER, None)  # a study started by an older ablate numbered it here
         name = tune.get_context().get_trial_name()
         trial_id = tune.get_context().get_trial_id()
-        ctx = trial_body.TrialContext(trial_id, name, folder, tracker, system_metrics)  # type: ignore[arg-type]
+        where = {NODE_TAG: ray.get_runtime_context().get_node_id(), NODE_IP_TAG: node_ip()}
+        ctx = trial_body.TrialContext(trial_id, name, folder, tracker, system_metrics, where)  # type: ignore[arg-type]
         key = cells.state_key(spec, params)
         saved = trial_state.load(folder, key, name)
         told, legacy = _tune_checkpoint(name)

@@ -55,9 +55,11 @@ def steps(client: MlflowClient, run_id: str, key: str = "val/hm") -> list[int]:
 
 def test_every_epoch_reaches_mlflow_and_the_prompts_once(setup, tmp_path):
     spec, tracker, client, prompts = setup
-    ctx = trial_body.TrialContext("a", "t000", tmp_path / "results", tracker)
+    where = {"ablate.node": "n1", "ablate.node_ip": "10.0.0.1"}  # what the trainable gives
+    ctx = trial_body.TrialContext("a", "t000", tmp_path / "results", tracker, where=where)
     trial_body.run(spec, {"optim.lr": 0.01}, lambda metrics, state: None, ctx)
     runs = {r.data.tags["ablate.role"]: r for r in tracker.runs_of_trial("a")}
+    assert all(where.items() <= r.data.tags.items() for r in tracker.runs_of_trial("a"))
     seeds = [r for r in tracker.runs_of_trial("a") if r.data.tags["ablate.role"] == "seed"]
     assert steps(client, runs["trial"].info.run_id) == [1, 2, 3]
     for run in seeds:
@@ -144,6 +146,9 @@ def test_a_resumed_trial_sends_its_last_epochs_calls_again_stored_once(
         assert run.info.status == "FINISHED"
 
 
+NODE_1, NODE_2 = {"ablate.node": "n1"}, {"ablate.node": "n2"}
+
+
 def test_another_trial_continues_a_saved_state_as_its_own(setup, tmp_path):
     """A restored searcher may suggest a configuration again under a new Tune trial id: that
     trial continues the saved state, and the runs and rows become its own."""
@@ -154,10 +159,10 @@ def test_another_trial_continues_a_saved_state_as_its_own(setup, tmp_path):
         states.append(copy.deepcopy(state))
         raise RuntimeError("the driver died")
 
-    first = trial_body.TrialContext("d", "t003", tmp_path / "results", tracker)
+    first = trial_body.TrialContext("d", "t003", tmp_path / "results", tracker, where=NODE_1)
     with pytest.raises(RuntimeError):
         trial_body.run(spec, {"optim.lr": 0.1}, killed_after_first_epoch, first)
-    again = trial_body.TrialContext("e", "t005", tmp_path / "results", tracker)
+    again = trial_body.TrialContext("e", "t005", tmp_path / "results", tracker, where=NODE_2)
     told = []
     trial_body.run(spec, {"optim.lr": 0.1}, lambda m, s: told.append(s), again, states[0])
     assert [s["epoch"] for s in told] == [2, 3]
@@ -167,6 +172,7 @@ def test_another_trial_continues_a_saved_state_as_its_own(setup, tmp_path):
     for run in runs:
         assert steps(client, run.info.run_id) == [1, 2, 3]
         assert run.info.status == "FINISHED"
+        assert run.data.tags["ablate.node"] == "n2"  # where it went on, on another node
 
 
 def test_runs_a_kill_cut_short_before_their_params_are_taken_over_and_completed(
