@@ -16,7 +16,7 @@ from ablate.search import failures, stopping
 from ablate.search.outcome import error_line
 from ablate.search.tuning.ray_api import Stopper, tune
 from ablate.search.tuning.trainable import NODE, epoch_of
-from ablate.tracking import Tracker
+from ablate.tracking import Outbox, Tracker
 
 log = logging.getLogger("ablate")
 
@@ -149,6 +149,19 @@ class StatusCallback(tune.Callback, Stopper):
         self._announce(trial, "failed", 0, trials)
 
     def _finish(self, trial_id: str, status: str, tags: dict[str, str]) -> None:
+        """Close the trial's runs still RUNNING, on the tracking thread: a search and a few
+        writes per ended trial, which Tune's event loop does not wait for."""
+        self.__dict__.setdefault("outbox", Outbox()).send(self._finish_now, trial_id, status, tags)
+
+    def settle(self) -> None:
+        """Wait for the runs closed so far (before the driver closes what is left RUNNING)."""
+        if "outbox" in self.__dict__:
+            self.__dict__["outbox"].wait()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "outbox"}  # calls in flight
+
+    def _finish_now(self, trial_id: str, status: str, tags: dict[str, str]) -> None:
         try:
             for run in self.tracker.runs_of_trial(trial_id):
                 if run.info.status == "RUNNING":

@@ -113,6 +113,7 @@ def run_study(
             ),
         )
     grid = tuner.fit()
+    guard.settle()
     _let_workers_finish(grid)
     reenter_working_dir()  # a node that joined during the study may have unpacked it anew
     outcome = _outcome(grid, spec, guard.statuses, epochs, study_dir)

@@ -1,9 +1,11 @@
-"""What the driver says as each trial ends: how it ended, its seed mean, and the best trial so
-far by ablate's names and rule (completed trials only), in the spirit of Optuna's log line."""
+"""What the driver does as each trial ends: it says how it ended, its seed mean, and the best
+trial so far by ablate's names and rule (completed trials only), in the spirit of Optuna's log
+line; and it closes the runs of a stopped trial off Tune's event loop."""
 
 from __future__ import annotations
 
 import logging
+import pickle
 from types import SimpleNamespace
 
 import pytest
@@ -63,3 +65,22 @@ def test_several_objectives_tell_only_how_the_trial_ended(tmp_path, caplog):
     t = _trial("t000", 2, 50.0)
     guard.on_trial_complete(0, [t], t)
     assert _lines(caplog) == ["ablate: t000 completed"]
+
+
+def test_a_pruned_trials_runs_are_closed_off_the_event_loop_and_settled(tmp_path):
+    from ablate.tracking import Tracker
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}").start_study("s", "", {}, {})
+    parent = tracker.parent_run_id
+    tags = {"ablate.trial_id": "id-t000"}
+    trial_run = tracker.start_run(parent, "t000", "trial", {}, tags)
+    seed_run = tracker.start_run(trial_run, "t000 seed=1", "seed", {}, tags)
+    guard = StatusCallback(tracker, epochs=3, fail_limit=3, study_dir=tmp_path)
+    t = _trial("t000", 1, 40.0)
+    guard.on_trial_complete(0, [t], t)
+    guard.settle()  # what the driver waits for before it closes what is left RUNNING
+    for run_id in (trial_run, seed_run):
+        run = tracker.client.get_run(run_id)
+        assert run.info.status == "FINISHED" and run.data.tags["ablate.status"] == "pruned"
+        assert run.data.tags["ablate.stopped_epoch"] == "1"
+    assert pickle.loads(pickle.dumps(guard)).statuses == {"id-t000": "pruned"}  # as Tune keeps it
