@@ -9,6 +9,7 @@ and the results folder's size, and the time of `ablate report`.
 
     python benchmarks/scale.py                      # 16, 128 and 1000 trials
     python benchmarks/scale.py --trials 16 128      # a quick look
+    python benchmarks/scale.py --scheduler asha     # ASHA stops trials: the driver closes them
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def levels(shape: tuple[int, int, int]) -> list[list[float]]:
     return [lrs, momenta, decays]
 
 
-def write_study(folder: Path, trials: int) -> Path:
+def write_study(folder: Path, trials: int, scheduler: str = "none") -> Path:
     grid = levels(SHAPES[trials])
     with (folder / "table.csv").open("w", newline="") as f:
         writer = csv.writer(f)
@@ -52,7 +53,7 @@ def write_study(folder: Path, trials: int) -> Path:
         f"name: scale{trials}\nmethod: coop\n"
         f"base: {{dataset: tiny_mnist, backbone: tiny_clip, train.epochs: {EPOCHS}}}\n"
         f"parameters:\n{params}\nseeds: [1]\nsearch: {{algorithm: grid, max_concurrent: 2}}\n"
-        "scheduler: {type: none}\n"
+        f"scheduler: {{type: {scheduler}, grace_epochs: 1}}\n"
     )
     return study
 
@@ -67,8 +68,8 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_study(trials: int, folder: Path) -> dict[str, float]:
-    study = write_study(folder, trials)
+def run_study(trials: int, folder: Path, scheduler: str = "none") -> dict[str, float]:
+    study = write_study(folder, trials, scheduler)
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     env |= {"ABLATE_REPLAY": str(folder / "table.csv"), "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "ablate.cli", "search", str(study), "-q"]
@@ -112,11 +113,12 @@ def _size(folder: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, nargs="+", default=sorted(SHAPES), choices=SHAPES)
+    parser.add_argument("--scheduler", default="none", help="the study's scheduler.type")
     args = parser.parse_args()
     rows = []
     for trials in args.trials:
         with tempfile.TemporaryDirectory() as tmp:
-            rows.append(run_study(trials, Path(tmp)))
+            rows.append(run_study(trials, Path(tmp), args.scheduler))
             print(_line(rows[-1]), flush=True)
     print("\n| trials | wall | first epoch | per trial after it | driver peak | MLflow store "
           "| results folder | `ablate report` |")  # fmt: skip
