@@ -8,19 +8,25 @@ search-space file, Hydra, MLflow params and the Parquet table.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
+import re
 from pathlib import Path
 from typing import Any
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 import trainers
 import trainers.backbone
 from ablate.errors import ConfigError
+from ablate.overrides import GROUPS
 from trainers.configs import TrialConfig
 
 CONF_DIR = Path(__file__).parent / "conf"
@@ -59,7 +65,43 @@ def fit_to_backbone(cfg: TrialConfig) -> TrialConfig:
 
 
 def compose_raw(overrides: list[str]) -> Any:
-    """The composed DictConfig (for printing and validation)."""
+    """The composed DictConfig (for printing and validation).
+
+    Hydra reads and merges the config files for every composition (~60 ms); trials and
+    validation compose many override lists that differ only in values. So the group choices
+    (`optim=maple`) are composed by Hydra once per process and the values applied to a copy by
+    Hydra's own parser and code, as its compose applies them after the defaults. An override
+    list of any other form (`+key`, `~key`, a sweep, a `hydra.` key) is composed whole.
+    """
+    _register_schemas()
+    choices = [o for o in overrides if _CHOICE.fullmatch(o)]
+    values = [o for o in overrides if not _CHOICE.fullmatch(o)]
+    if not all(_VALUE.fullmatch(o) for o in values):
+        return _hydra_compose(tuple(overrides))
+    try:
+        parsed = OverridesParser.create().parse_overrides(values)
+        ConfigLoaderImpl.validate_sweep_overrides_legal(parsed, RunMode.RUN, from_shell=False)
+        cfg = copy.deepcopy(_composed_choices(tuple(choices)))
+        ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)
+        return cfg
+    except ConfigError:
+        raise
+    except Exception as err:  # Hydra raises several unrelated exception types
+        raise ConfigError(_explain(err)) from None
+
+
+_GROUP = "|".join(GROUPS)
+_CHOICE = re.compile(rf"(?:{_GROUP})=[\w.-]+")  # a group's option, as the study file gives it
+_VALUE = re.compile(rf"(?!hydra\.|(?:{_GROUP})=)[\w.]+=.*", re.DOTALL)  # key=value, no prefix
+
+
+@functools.lru_cache(maxsize=64)
+def _composed_choices(choices: tuple[str, ...]) -> Any:
+    """Hydra's composition of these group choices alone (never changed: callers copy it)."""
+    return _hydra_compose(choices)
+
+
+def _hydra_compose(overrides: tuple[str, ...]) -> Any:
     _register_schemas()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
