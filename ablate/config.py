@@ -74,8 +74,9 @@ def compose_raw(overrides: list[str]) -> Any:
     list of any other form (`+key`, `~key`, a sweep, a `hydra.` key) is composed whole.
     """
     _register_schemas()
-    choices = [o for o in overrides if _CHOICE.fullmatch(o)]
-    values = [o for o in overrides if not _CHOICE.fullmatch(o)]
+    choices, values = [], []
+    for o in overrides:
+        (choices if _CHOICE.fullmatch(o) else values).append(o)
     if not all(_VALUE.fullmatch(o) for o in values):
         return _hydra_compose(tuple(overrides))
     try:

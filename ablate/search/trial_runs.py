@@ -103,16 +103,16 @@ class TrialRuns:
             found[key] = self.tracker.runs_of_config(key)
         params = self._trial_params() | self.values
         trials = [r for r in found[self.key] if r.data.tags.get(ROLE) == "trial"]
-        if trials:
+        if trials:  # an earlier trial's run becomes this trial's (a new one has its tags)
             self.trial_run = trials[0].info.run_id
             self.tracker.complete_params(trials[0], params)
+            self.tracker.set_tags(self.trial_run, self.owner)
         else:
             name = run_name(self.trial_name, self.values)
             tags = {**self.owner, TRIAL_KEY: self.key}
             parent = self.tracker.parent_run_id
             self.trial_run = self.tracker.start_run(parent, name, "trial", params, tags)
         self.tracker.log_text(self.trial_run, config.to_yaml(self.cfg), "config.yaml")
-        self.tracker.set_tags(self.trial_run, self.owner)
         earlier = [r.info.run_id for r in trials[:1]]
         for arm in self.arms:
             earlier += self._find_or_start_seed_runs(arm, found[arm.key])
