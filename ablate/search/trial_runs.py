@@ -28,6 +28,7 @@ from ablate.tracking import (
     TRIAL_KEY,
     Outbox,
     Tracker,
+    is_stand_in,
     run_name,
     seed_of,
 )
@@ -100,7 +101,8 @@ class TrialRuns:
         a kill -9 kept them from receiving."""
         found: dict[str, list[Any]] = {}  # one search per key (a trial of one dataset: one)
         for key in {self.key, *(a.key for a in self.arms)}:
-            found[key] = self.tracker.runs_of_config(key)
+            # none while MLflow is unreachable: the replay of the spool looks for them
+            found[key] = self.tracker.runs_of_config(key) or []
         params = self._trial_params() | self.values
         trials = [r for r in found[self.key] if r.data.tags.get(ROLE) == "trial"]
         if trials:  # an earlier trial's run becomes this trial's (a new one has its tags)
@@ -222,10 +224,11 @@ class TrialRuns:
     @contextlib.contextmanager
     def system_metrics(self, enabled: bool) -> Iterator[None]:
         """CPU, memory and GPU sampled into the trial run while the body runs, if `enabled`."""
-        if not enabled:
+        if enabled:
+            self.ready()
+        if not enabled or is_stand_in(self.trial_run):  # a run that waits for MLflow: none
             yield
             return
-        self.ready()
         monitor = self.tracker.system_metrics_monitor(self.trial_run)
         monitor.start()
         try:

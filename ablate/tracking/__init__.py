@@ -29,6 +29,7 @@ from ablate.tracking.runs import (
     seed_runs,
     study_names,
 )
+from ablate.tracking.spool import is_stand_in
 from ablate.tracking.stores import (
     default_tracking_uri,
     is_local_store,
@@ -52,6 +53,7 @@ __all__ = [
     "default_tracking_uri",
     "download",
     "is_local_store",
+    "is_stand_in",
     "is_transient",
     "latest_study_run",
     "local_store_path",

@@ -27,23 +27,15 @@ class PatientClient:
     value) are raised at once. `store` names the store in messages."""
 
     ATTEMPTS, FIRST_DELAY, MAX_DELAY = 4, 0.5, 10.0
-    # for calls nothing can go on without (a trial's runs: find or create them): about 3 min,
-    # so a server restarting does not fail the trials that start meanwhile
-    WAIT_ATTEMPTS = 20
 
-    def __init__(
-        self, client: Any, store: str = "the MLflow store", attempts: int | None = None
-    ) -> None:
+    def __init__(self, client: Any, store: str = "the MLflow store") -> None:
         self._client = client
         self._store = store
-        self._attempts = attempts or self.ATTEMPTS
 
     @classmethod
-    def connect(
-        cls, make: Callable[[], Any], store: str, attempts: int | None = None
-    ) -> PatientClient:
+    def connect(cls, make: Callable[[], Any], store: str) -> PatientClient:
         """`make()` the client under the same patience: opening a SQLite store reads it."""
-        return cls(cls(None, store, attempts).call(make), store, attempts)
+        return cls(cls(None, store).call(make), store)
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._client, name)
@@ -76,7 +68,7 @@ class PatientClient:
                     "training goes on"
                 )
             return time.monotonic() - _LOCKED[self._store] < lock_wait()
-        return attempt < self._attempts and is_transient(err)
+        return attempt < self.ATTEMPTS and is_transient(err)
 
     def _unlocked(self) -> None:
         since = _LOCKED.pop(self._store, None)

@@ -26,7 +26,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
 from ablate.tracking.retry import PatientClient
-from ablate.tracking.spool import spooled
+from ablate.tracking.spool import spooled, spooled_creation, spooling, start_spooling
 from ablate.tracking.stores import artifact_home, local_store_path, one_opener_at_a_time, safe_name
 
 ROLE = "ablate.role"  # study | trial | seed
@@ -35,6 +35,7 @@ TRIAL_ID = "ablate.trial_id"
 NODE_TAG, NODE_IP_TAG = "ablate.node", "ablate.node_ip"  # the Ray node a trial last ran on
 TRIAL_KEY = "ablate.trial_key"  # hash of the resolved config: one trial run per configuration
 SEED = "ablate.seed"  # a seed run's seed, set as it is created (its params come a call later)
+SPOOLED_AS = "ablate.spooled_as"  # the stand-in id a run had while MLflow was unreachable
 PARENT = MLFLOW_PARENT_RUN_ID
 MAX_PARAMS, MAX_METRICS = 100, 1000  # MLflow's per-request limits for log_batch
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # UI opens on the runs
@@ -61,14 +62,6 @@ class Tracker:
     def client(self) -> MlflowClient:
         make = functools.partial(MlflowClient, tracking_uri=self.uri)
         return PatientClient.connect(make, _store_name(self.uri))  # type: ignore[return-value]
-
-    @property
-    def waiting_client(self) -> MlflowClient:
-        """For the calls a trial cannot go on without (its runs): they wait minutes for an
-        unreachable server instead of failing the trial; later writes are spooled instead."""
-        make = functools.partial(MlflowClient, tracking_uri=self.uri)
-        store, attempts = _store_name(self.uri), PatientClient.WAIT_ATTEMPTS
-        return PatientClient.connect(make, store, attempts)  # type: ignore[return-value]
 
     # ---- study ------------------------------------------------------------------------------
     def start_study(
@@ -119,16 +112,44 @@ class Tracker:
         params: Mapping[str, Any],
         tags: Mapping[str, str],
     ) -> str:
-        """A nested run under `parent_id` with its params; returns its run id. The tags that
+        """A nested run under `parent_id` with its params; returns its run id (a stand-in while
+        MLflow is unreachable: the run is created when the spool is replayed). The tags that
         find it again are set as it is created; a kill -9 may still cut it short before its
         params (`complete_params`)."""
-        run = self.waiting_client.create_run(
-            self.experiment_id,
-            run_name=name,
-            tags={MLFLOW_PARENT_RUN_ID: parent_id, ROLE: role, STATUS: "running", **tags},
+        run_id = self.create_run(parent_id, name, role, tags)
+        self.log_params(run_id, params)
+        return run_id
+
+    @spooled_creation
+    def create_run(
+        self, parent_id: str, name: str, role: str, tags: Mapping[str, str], spooled_as: str = ""
+    ) -> str:
+        """`spooled_as`: the stand-in id the trial used while MLflow was unreachable. Its run
+        may exist already (an earlier replay made it, or an earlier invocation of the study
+        made the configuration's run), so it is looked for before one is created."""
+        tags = {PARENT: parent_id, ROLE: role, STATUS: "running", **tags}
+        if spooled_as:
+            tags[SPOOLED_AS] = spooled_as
+            found = self.spooled_run(spooled_as) or self._same_run(tags)
+            if found:  # it becomes this trial's (its parent stays an earlier study's)
+                mine = [RunTag(k, v) for k, v in tags.items() if k not in (PARENT, STATUS)]
+                self.client.log_batch(found, tags=mine)
+                return found
+        return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+
+    def spooled_run(self, stand_in: str) -> str | None:
+        """The id of the run a replay created for the stand-in id `stand_in`, if any."""
+        runs = self.client.search_runs(
+            [self.experiment_id], f"tags.`{SPOOLED_AS}` = '{stand_in}'", max_results=1
         )
-        self.log_params(run.info.run_id, params)
-        return run.info.run_id
+        return runs[0].info.run_id if runs else None
+
+    def _same_run(self, tags: Mapping[str, str]) -> str | None:
+        """An earlier invocation's run of the same configuration (and seed) in the same role."""
+        keys = [TRIAL_KEY, ROLE] + ([SEED, PARENT] if tags[ROLE] == "seed" else [])
+        match = " and ".join(f"tags.`{k}` = '{tags[k]}'" for k in keys)
+        runs = self.client.search_runs([self.experiment_id], match, max_results=1)
+        return runs[0].info.run_id if runs else None
 
     def complete_params(self, run: Any, params: Mapping[str, Any]) -> None:
         """Log the params a found run lacks: its creation was cut short by a kill -9."""
@@ -136,10 +157,11 @@ class Tracker:
         if missing:
             self.log_params(run.info.run_id, missing)
 
+    @spooled
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         items = [Param(k, _param_value(v)) for k, v in params.items()]
         for start in range(0, len(items), MAX_PARAMS):
-            self.waiting_client.log_batch(run_id, params=items[start : start + MAX_PARAMS])
+            self.client.log_batch(run_id, params=items[start : start + MAX_PARAMS])
 
     @spooled
     def log_metrics(
@@ -210,13 +232,23 @@ class Tracker:
             max_results=1000,
         )
 
-    def runs_of_config(self, trial_key: str) -> list[Any]:
-        """The trial run(s) and seed runs of one configuration, in any invocation of the study."""
-        return self.waiting_client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{TRIAL_KEY}` = '{trial_key}'",
-            max_results=1000,
-        )
+    def runs_of_config(self, trial_key: str) -> list[Any] | None:
+        """The trial run(s) and seed runs of one configuration, in any invocation of the study;
+        None while MLflow is unreachable (the runs are then looked for as the spool is
+        replayed)."""
+        if spooling(self):
+            return None
+        try:
+            return self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{TRIAL_KEY}` = '{trial_key}'",
+                max_results=1000,
+            )
+        except Exception as err:
+            if not self.spool_dir:
+                raise
+            start_spooling(self, err)
+            return None
 
     def close_orphans(self, status_by_trial: Mapping[str, str]) -> int:
         """Terminate runs of this study left RUNNING (a killed driver or worker); returns how

@@ -4,6 +4,9 @@ Once a call of a process fails after its retries, that call and every later one 
 go, in order, to one JSON-lines file in the study's spool folder (so a run is never finished
 before its last metrics arrive); the driver replays the folder at the end of the study, and
 `ablate sync STUDY` does it whenever the server is back.
+
+A run created while MLflow is unreachable gets a stand-in id (`spooled-...`) that the trial uses
+like a run id; the replay creates the run and sends the calls naming the stand-in to it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+STAND_IN = "spooled-"  # how the id of a run that waits to be created begins
+
 
 class Tracker(Protocol):
     """What the spool reads of `ablate.tracking.runs.Tracker` (which imports this module)."""
@@ -25,34 +30,77 @@ class Tracker(Protocol):
     experiment_id: str
     parent_run_id: str
 
+    def spooled_run(self, stand_in: str) -> str | None: ...
+
 
 SPOOL_FILE = f"{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
 _SPOOLING: set[str] = set()  # spool folders this process writes to: later calls follow, in order
 
 
-def spooled(method: Callable[..., None]) -> Callable[..., None]:
+class Unresolved(LookupError):
+    """A call names a run whose creation has not been delivered yet (perhaps another file's)."""
+
+
+def spooled(method: Callable[..., Any]) -> Callable[..., Any]:
     """A logging call that, if MLflow stays unreachable, is written to the tracker's spool
     folder (one JSON line per call) for `replay` instead of failing the trial."""
 
     @functools.wraps(method)
     def call(self: Tracker, *args: Any, **kwargs: Any) -> None:
-        if self.spool_dir in _SPOOLING:  # keep the order: once spooling, spool the rest too
-            write(self, method.__name__, args, kwargs, None)
+        if spooling(self) or _names_stand_in(args, kwargs):  # keep the order
+            write(self, method.__name__, args, kwargs)
             return
         try:
             method(self, *args, **kwargs)
         except Exception as err:
             if not self.spool_dir:
                 raise
-            _SPOOLING.add(self.spool_dir)
-            write(self, method.__name__, args, kwargs, err)
+            start_spooling(self, err)
+            write(self, method.__name__, args, kwargs)
 
     return call
 
 
-def write(
-    tracker: Tracker, op: str, args: tuple[Any, ...], kwargs: dict[str, Any], err: Exception | None
-) -> None:
+def spooled_creation(method: Callable[..., str]) -> Callable[..., str]:
+    """A call that creates a run and returns its id: if MLflow stays unreachable, it is spooled
+    and a stand-in id is returned; the replay calls it again with `spooled_as=` the stand-in."""
+
+    @functools.wraps(method)
+    def call(self: Tracker, *args: Any, **kwargs: Any) -> str:
+        if not (spooling(self) or _names_stand_in(args, kwargs)):
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as err:
+                if not self.spool_dir:
+                    raise
+                start_spooling(self, err)
+        stand_in = f"{STAND_IN}{uuid.uuid4().hex}"
+        write(self, method.__name__, args, kwargs | {"spooled_as": stand_in})
+        return stand_in
+
+    return call
+
+
+def is_stand_in(run_id: str) -> bool:
+    """Whether `run_id` stands in for a run that waits in the spool to be created."""
+    return run_id.startswith(STAND_IN)
+
+
+def spooling(tracker: Tracker) -> bool:
+    """Whether this process already spools the tracker's calls (its later calls follow)."""
+    return bool(tracker.spool_dir) and tracker.spool_dir in _SPOOLING
+
+
+def start_spooling(tracker: Tracker, err: Exception) -> None:
+    """From now on this process spools its calls to the tracker's folder, in order."""
+    _SPOOLING.add(tracker.spool_dir)
+    print(
+        f"ablate: MLflow unreachable ({type(err).__name__}: {str(err)[:200]}); "
+        f"tracking calls of this process now wait in {tracker.spool_dir} for `ablate sync`"
+    )
+
+
+def write(tracker: Tracker, op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Append one call to this process's spool file."""
     folder = Path(tracker.spool_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -65,11 +113,6 @@ def write(
     }
     with (folder / SPOOL_FILE).open("a") as f:
         f.write(json.dumps(record) + "\n")
-    if err is not None:
-        print(
-            f"ablate: MLflow unreachable ({type(err).__name__}: {str(err)[:200]}); "
-            f"tracking calls of this process now wait in {folder} for `ablate sync`"
-        )
 
 
 def stop_spooling(spool_dir: Path) -> None:
@@ -77,29 +120,80 @@ def stop_spooling(spool_dir: Path) -> None:
 
 
 def replay(spool_dir: Path, uri: str, tracker_type: type[Tracker]) -> tuple[int, int]:
-    """Deliver spooled calls in order through `tracker_type`'s methods (the caller names it: the
-    tracker imports this module); returns (delivered, still waiting). Stops at the first call
-    that fails again, keeping it and everything after it for the next try."""
+    """Deliver spooled calls through `tracker_type`'s methods (the caller names it: the tracker
+    imports this module); returns (delivered, still waiting). Each file is delivered in order;
+    a file whose next call names a run another file creates waits for that file. Stops at the
+    first call that fails otherwise, keeping it and everything after it for the next try."""
     files = sorted(spool_dir.glob("*.jsonl"), key=lambda p: p.stat().st_mtime)
-    delivered = 0
-    for number, path in enumerate(files):
-        lines = path.read_text().splitlines()
-        for index, line in enumerate(lines):
-            record = json.loads(line)
-            method = getattr(tracker_type, record["op"]).__wrapped__
-            tracker = tracker_type(uri, record["experiment_id"], record["parent_run_id"])
+    runs: dict[str, str] = {}  # stand-in -> run id, as they are created or found
+    delivered, progress = 0, True
+    while files and progress:
+        progress, waiting = False, []
+        for path in files:
             try:
-                args = [_from_json(a) for a in record["args"]]
-                kwargs = {k: _from_json(v) for k, v in record.get("kwargs", {}).items()}
-                method(tracker, *args, **kwargs)
+                sent = _replay_file(path, uri, tracker_type, runs)
             except Exception as err:
-                print(f"ablate: {record['op']} still fails: {type(err).__name__}: {err}"[:500])
-                path.write_text("\n".join(lines[index:]) + "\n")
-                later = sum(len(p.read_text().splitlines()) for p in files[number + 1 :])
-                return delivered, len(lines) - index + later
-            delivered += 1
-        path.unlink()
-    return delivered, 0
+                print(f"ablate: {err}"[:500])
+                return delivered, _waiting(files)
+            delivered += sent
+            progress = progress or sent > 0
+            if path.exists():
+                waiting.append(path)
+        files = waiting
+    return delivered, _waiting(files)
+
+
+def _waiting(files: list[Path]) -> int:
+    """How many calls the spool files still hold."""
+    return sum(len(p.read_text().splitlines()) for p in files if p.exists())
+
+
+def _replay_file(path: Path, uri: str, tracker_type: type[Tracker], runs: dict[str, str]) -> int:
+    """Deliver one spool file's calls in order; returns how many. The file keeps what is left
+    (it is removed once empty) when a call fails (raised) or waits for another file's run."""
+    lines = path.read_text().splitlines()
+    for index, line in enumerate(lines):
+        record = json.loads(line)
+        tracker = tracker_type(uri, record["experiment_id"], record["parent_run_id"])
+        try:
+            args = [_resolved(_from_json(a), tracker, runs) for a in record["args"]]
+            kwargs = {
+                k: v if k == "spooled_as" else _resolved(_from_json(v), tracker, runs)
+                for k, v in record.get("kwargs", {}).items()
+            }
+            result = getattr(tracker_type, record["op"]).__wrapped__(tracker, *args, **kwargs)
+        except Unresolved:
+            path.write_text("\n".join(lines[index:]) + "\n")
+            return index
+        except Exception as err:
+            path.write_text("\n".join(lines[index:]) + "\n")
+            raise RuntimeError(f"{record['op']} still fails: {type(err).__name__}: {err}") from err
+        if "spooled_as" in kwargs:
+            runs[kwargs["spooled_as"]] = result
+    path.unlink()
+    return len(lines)
+
+
+def _resolved(value: Any, tracker: Tracker, runs: dict[str, str]) -> Any:
+    """`value` with the stand-in ids it names replaced by their runs' ids (a stand-in created
+    by an earlier replay is found by the tag it gave its run)."""
+    if isinstance(value, dict):
+        return {k: _resolved(v, tracker, runs) for k, v in value.items()}
+    if not (isinstance(value, str) and is_stand_in(value)):
+        return value
+    if value not in runs:
+        found = tracker.spooled_run(value)
+        if found is None:
+            raise Unresolved(value)
+        runs[value] = found
+    return runs[value]
+
+
+def _names_stand_in(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether a call names a run that waits to be created (it must wait behind it)."""
+    values = [*args, *kwargs.values()]
+    values += [v for m in values if isinstance(m, Mapping) for v in m.values()]
+    return any(isinstance(v, str) and is_stand_in(v) for v in values)
 
 
 def _to_json(value: Any) -> Any:

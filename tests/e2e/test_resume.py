@@ -20,7 +20,9 @@ from ablate.cli import main
 pytestmark = pytest.mark.slow
 
 
-def study_file(folder: Path, trials: int, seeds: str, epochs: int = 3, name: str = "nl") -> Path:
+def study_file(
+    folder: Path, trials: int, seeds: str, epochs: int = 3, name: str = "nl", concurrent: int = 2
+) -> Path:
     path = folder / "study.yaml"
     path.write_text(
         f"name: {name}\nmethod: coop\n"
@@ -28,7 +30,8 @@ def study_file(folder: Path, trials: int, seeds: str, epochs: int = 3, name: str
         "parameters:\n"
         "  optim.lr: {distribution: log_uniform_values, min: 0.001, max: 0.1}\n"
         "  method.prompt_length: {values: [2, 4]}\n"
-        f"seeds: {seeds}\nsearch: {{algorithm: random, trials: {trials}, max_concurrent: 2}}\n"
+        f"seeds: {seeds}\n"
+        f"search: {{algorithm: random, trials: {trials}, max_concurrent: {concurrent}}}\n"
         "scheduler: {type: none}\n"
     )
     return path
@@ -182,7 +185,8 @@ def test_a_tracking_outage_loses_nothing_and_sync_delivers_it(tmp_path):
     port = _free_port()
     uri = f"http://127.0.0.1:{port}"
     server = _mlflow_server(tmp_path, port)
-    spec = study_file(tmp_path, trials=2, seeds="[1]", epochs=8)
+    # one trial at a time: the second starts (creates its runs) while the server is away
+    spec = study_file(tmp_path, trials=2, seeds="[1]", epochs=8, concurrent=1)
     env = os.environ | {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
     driver = subprocess.Popen(
         [sys.executable, "-m", "ablate.cli", "search", str(spec), "--tracking-uri", uri],

@@ -111,9 +111,3 @@ def test_a_lock_held_past_the_wait_is_given_up(tmp_path, monkeypatch):
     writer = _Writer(_locked_store(tmp_path, seconds=3))
     with pytest.raises(sqlite3.OperationalError, match="locked"):
         retry.PatientClient(writer, "the store").log(1)  # type: ignore[attr-defined]
-
-
-def test_a_waiting_client_outlasts_a_server_restart(no_sleep: None) -> None:
-    flaky = _Flaky(ConnectionError("refused"), failures=retry.PatientClient.ATTEMPTS + 5)
-    waiting = retry.PatientClient(flaky, attempts=retry.PatientClient.WAIT_ATTEMPTS)  # type: ignore[arg-type]
-    assert waiting.get_run("r1") == "r1"
