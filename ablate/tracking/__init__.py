@@ -1,13 +1,21 @@
 """Tracking a study in MLflow: `runs` (the only module importing MLflow: study, trial and seed
-runs, log_batch, and what `ablate report` reads back), `retry` (transient errors only, with
-backoff), `spool` (calls that wait for an unreachable MLflow, replayed by `ablate sync`) and
-`stores` (the default store, local store paths, the MLflow UI's command and links) and `outbox`
-(calls made by a background thread, off the training thread). The names the rest of ablate
-uses are exported here."""
+runs, log_batch), `reading` (what `ablate report` and `ablate ui` read back), `retry`
+(transient errors only, with backoff), `spool` (calls that wait for an unreachable MLflow,
+replayed by `ablate sync`), `stores` (the default store, local store paths, the MLflow UI's
+command and links) and `outbox` (calls made by a background thread, off the training thread).
+The names the rest of ablate uses are exported here."""
 
 from __future__ import annotations
 
 from ablate.tracking.outbox import Outbox
+from ablate.tracking.reading import (
+    download,
+    latest_study_run,
+    log_folder,
+    run_params,
+    seed_runs,
+    study_names,
+)
 from ablate.tracking.retry import is_transient
 from ablate.tracking.runs import (
     NODE_IP_TAG,
@@ -20,14 +28,8 @@ from ablate.tracking.runs import (
     TRIAL_KEY,
     Tracker,
     check_reachable,
-    download,
-    latest_study_run,
-    log_folder,
     run_name,
-    run_params,
     seed_of,
-    seed_runs,
-    study_names,
 )
 from ablate.tracking.spool import is_stand_in
 from ablate.tracking.stores import (

@@ -306,64 +306,8 @@ def check_reachable(uri: str) -> str | None:
     return None
 
 
-def study_names(uri: str) -> list[str]:
-    """The experiments (one per study) a tracking store holds."""
-    experiments = MlflowClient(tracking_uri=uri).search_experiments()
-    return sorted(e.name for e in experiments if e.name != "Default")
-
-
-def latest_study_run(uri: str, study: str | None) -> tuple[str, str] | None:
-    """(experiment id, parent run id) of the newest study run, of `study` or of any study."""
-    client = MlflowClient(tracking_uri=uri)
-    if study:
-        experiment = client.get_experiment_by_name(study)
-        if experiment is None:
-            return None
-        ids = [experiment.experiment_id]
-    else:
-        ids = [e.experiment_id for e in client.search_experiments()]
-    if not ids:
-        return None
-    runs = client.search_runs(
-        ids, filter_string=f"tags.`{ROLE}` = 'study'", order_by=["start_time DESC"], max_results=1
-    )
-    return (runs[0].info.experiment_id, runs[0].info.run_id) if runs else None
-
-
-# ---- `ablate report`: read a study's runs and artifacts, log the report ----------------------
-def run_params(uri: str, run_id: str) -> dict[str, str]:
-    return dict(MlflowClient(tracking_uri=uri).get_run(run_id).data.params)
-
-
-def download(uri: str, run_id: str, path: str, folder: Path) -> Path | None:
-    """One artifact file of a run into `folder`; None when the run does not have it (MLflow
-    then returns the empty destination folder instead of raising)."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    try:
-        local = Path(MlflowClient(tracking_uri=uri).download_artifacts(run_id, path, str(folder)))
-    except Exception:
-        return None
-    return local if local.is_file() else None
-
-
-def seed_runs(uri: str, experiment_id: str, trial_key: str) -> dict[int, str]:
-    """seed -> run id of the seed runs of one configuration (any invocation of the study)."""
-    runs = MlflowClient(tracking_uri=uri).search_runs(
-        [experiment_id],
-        filter_string=f"tags.`{TRIAL_KEY}` = '{trial_key}' and tags.`{ROLE}` = 'seed'",
-        max_results=1000,
-    )
-    return {seed: r.info.run_id for r in runs if (seed := seed_of(r)) is not None}
-
-
 def seed_of(run: Any) -> int | None:
     """A seed run's seed: its tag, or the param of a run made before the tag (None: such a
     run cut short before its params, which holds nothing)."""
     seed = run.data.tags.get(SEED, run.data.params.get("seed"))
     return None if seed is None else int(seed)
-
-
-def log_folder(uri: str, run_id: str, folder: Path, artifact_path: str) -> None:
-    """Every file under `folder` as artifacts of `run_id` under `artifact_path` (replacing the
-    files of an earlier report with the same names)."""
-    MlflowClient(tracking_uri=uri).log_artifacts(run_id, str(folder), artifact_path)
