@@ -130,12 +130,11 @@ def replay(spool_dir: Path, uri: str, tracker_type: type[Tracker]) -> tuple[int,
     while files and progress:
         progress, waiting = False, []
         for path in files:
-            try:
-                sent = _replay_file(path, uri, tracker_type, runs)
-            except Exception as err:
-                print(f"ablate: {err}"[:500])
-                return delivered, _waiting(files)
+            sent, failure = _replay_file(path, uri, tracker_type, runs)
             delivered += sent
+            if failure:
+                print(f"ablate: {failure}"[:500])
+                return delivered, _waiting(files)
             progress = progress or sent > 0
             if path.exists():
                 waiting.append(path)
@@ -148,13 +147,17 @@ def _waiting(files: list[Path]) -> int:
     return sum(len(p.read_text().splitlines()) for p in files if p.exists())
 
 
-def _replay_file(path: Path, uri: str, tracker_type: type[Tracker], runs: dict[str, str]) -> int:
-    """Deliver one spool file's calls in order; returns how many. The file keeps what is left
-    (it is removed once empty) when a call fails (raised) or waits for another file's run."""
+def _replay_file(
+    path: Path, uri: str, tracker_type: type[Tracker], runs: dict[str, str]
+) -> tuple[int, str]:
+    """Deliver one spool file's calls in order: how many, and why not all ("" if none failed).
+    The file keeps what is left when a call fails again or waits for another file's run; it is
+    removed once delivered."""
     lines = path.read_text().splitlines()
     for index, line in enumerate(lines):
         record = json.loads(line)
         tracker = tracker_type(uri, record["experiment_id"], record["parent_run_id"])
+        failure = ""
         try:
             args = [_resolved(_from_json(a), tracker, runs) for a in record["args"]]
             kwargs = {
@@ -162,16 +165,18 @@ def _replay_file(path: Path, uri: str, tracker_type: type[Tracker], runs: dict[s
                 for k, v in record.get("kwargs", {}).items()
             }
             result = getattr(tracker_type, record["op"]).__wrapped__(tracker, *args, **kwargs)
-        except Unresolved:
-            path.write_text("\n".join(lines[index:]) + "\n")
-            return index
+        except Unresolved:  # the run is another file's to create: this file waits for it
+            pass
         except Exception as err:
-            path.write_text("\n".join(lines[index:]) + "\n")
-            raise RuntimeError(f"{record['op']} still fails: {type(err).__name__}: {err}") from err
-        if "spooled_as" in kwargs:
-            runs[kwargs["spooled_as"]] = result
+            failure = f"{record['op']} still fails: {type(err).__name__}: {err}"
+        else:
+            if "spooled_as" in kwargs:
+                runs[kwargs["spooled_as"]] = result
+            continue
+        path.write_text("\n".join(lines[index:]) + "\n")
+        return index, failure
     path.unlink()
-    return len(lines)
+    return len(lines), ""
 
 
 def _resolved(value: Any, tracker: Tracker, runs: dict[str, str]) -> Any:
