@@ -24,7 +24,9 @@ STUDY_COMMANDS = {  # name: (help, description, the study argument's help)
         "deliver MLflow calls a study spooled while the tracking server was unreachable",
         "While MLflow is unreachable, trials keep training and their tracking calls wait in "
         "RESULTS_DIR/STUDY/mlflow-spool/ (the Parquet table has every metric either way). This "
-        "delivers them, in order, once the server is back.",
+        "delivers them, in order, once the server is back (runs created meanwhile included), "
+        "then closes the runs left RUNNING with their trials' statuses from the results table "
+        "(unless the study is running).",
         "study name (its folder under --results-dir)",
     ),
     "report": (

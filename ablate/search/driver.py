@@ -17,7 +17,7 @@ from ablate.cluster import nodes
 from ablate.errors import ConfigError, DiskFull, UnknownStudy, local_studies
 from ablate.search import answer, stopping, tuning
 from ablate.search.outcome import StudyOutcome
-from ablate.search.ownership import StudyLock
+from ablate.search.ownership import StudyLock, read_owner
 from ablate.search.resume import (
     Launch,
     StudyState,
@@ -400,4 +400,20 @@ def sync(study_dir: Path, tracking_uri: str | None) -> int:
         return 0
     delivered, waiting = replay(spool, uri, tracking.Tracker)
     print(f"ablate: delivered {delivered} MLflow calls to {uri}; {waiting} still waiting.")
+    if waiting == 0 and state is not None:
+        _close_left_running(study_dir, state, uri)
     return 0 if waiting == 0 else 1
+
+
+def _close_left_running(study_dir: Path, state: StudyState, uri: str) -> None:
+    """The runs the driver could not close while MLflow was unreachable (a stopped trial's, a
+    killed one's), closed with their trials' final statuses from the results table; not while
+    an `ablate search` still runs the study (it closes them itself)."""
+    owner = read_owner(study_dir)
+    if owner is not None and owner.stale_reason() is None:
+        return
+    statuses = {row["trial_id"]: row["status"] for row in results.rows(study_dir)}
+    tracker = tracking.Tracker(uri, state.experiment_id, state.parent_run_id)
+    closed = tracker.close_orphans(statuses)
+    if closed:
+        print(f"ablate: closed {closed} runs left RUNNING, with their trials' statuses.")
