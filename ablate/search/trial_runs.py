@@ -73,6 +73,7 @@ class TrialRuns:
         A new trial finds or starts them on the tracking thread (a search, then a run per
         seed: the first in a process also opens the store), while its inputs load and its
         first epoch trains; `ready` waits for them before their ids are used."""
+        self.outbox.send(self.tracker.try_live)  # if this process spools, MLflow may be back
         if resume is None:
             self.outbox.send(self._find_or_start)
             return

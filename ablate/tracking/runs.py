@@ -26,7 +26,14 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
 from ablate.tracking.retry import PatientClient
-from ablate.tracking.spool import spooled, spooled_creation, spooling, start_spooling
+from ablate.tracking.spool import (
+    deliver_own,
+    retry_due,
+    spooled,
+    spooled_creation,
+    spooling,
+    start_spooling,
+)
 from ablate.tracking.stores import artifact_home, local_store_path, one_opener_at_a_time, safe_name
 
 ROLE = "ablate.role"  # study | trial | seed
@@ -104,6 +111,20 @@ class Tracker:
         client.set_terminated(self.parent_run_id, RUN_STATUS.get(status, "FINISHED"))
 
     # ---- trials and seeds ---------------------------------------------------------------------
+    def try_live(self) -> None:
+        """At a trial's start, a process that spools (MLflow was unreachable) tries MLflow again,
+        at most every `spool.RETRY_LIVE_S`: if it answers, the process's spool file is delivered
+        and its calls go to MLflow again, so the UI does not wait for the study's end."""
+        if retry_due(self) and self._answers():
+            deliver_own(self, Tracker)
+
+    def _answers(self) -> bool:
+        try:  # one try, without ablate's retries: this is only a probe
+            MlflowClient(tracking_uri=self.uri).search_experiments(max_results=1)
+        except Exception:
+            return False
+        return True
+
     def start_run(
         self,
         parent_id: str,

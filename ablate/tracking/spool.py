@@ -15,6 +15,7 @@ import base64
 import functools
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -35,6 +36,8 @@ class Tracker(Protocol):
 
 SPOOL_FILE = f"{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
 _SPOOLING: set[str] = set()  # spool folders this process writes to: later calls follow, in order
+RETRY_LIVE_S = 30.0  # how often, at most, a spooling process tries MLflow again
+_TRIED: dict[str, float] = {}  # spool folder -> when this process last tried MLflow again
 
 
 class Unresolved(LookupError):
@@ -117,6 +120,30 @@ def write(tracker: Tracker, op: str, args: tuple[Any, ...], kwargs: dict[str, An
 
 def stop_spooling(spool_dir: Path) -> None:
     _SPOOLING.discard(str(spool_dir))
+
+
+def retry_due(tracker: Tracker) -> bool:
+    """Whether this process spools and may try MLflow again (at most every RETRY_LIVE_S)."""
+    if not spooling(tracker):
+        return False
+    now = time.monotonic()
+    if now - _TRIED.get(tracker.spool_dir, -RETRY_LIVE_S) < RETRY_LIVE_S:
+        return False
+    _TRIED[tracker.spool_dir] = now
+    return True
+
+
+def deliver_own(tracker: Tracker, tracker_type: type[Tracker]) -> None:
+    """Deliver this process's own spool file; once all of it is, the process's calls go to
+    MLflow again (a call naming a run another process's file creates keeps it spooling)."""
+    path = Path(tracker.spool_dir) / SPOOL_FILE
+    sent = 0
+    if path.exists():
+        sent, _ = _replay_file(path, tracker.uri, tracker_type, {})
+        if path.exists():
+            return
+    stop_spooling(Path(tracker.spool_dir))
+    print(f"ablate: MLflow answers again; delivered the {sent} calls this process had spooled")
 
 
 def replay(spool_dir: Path, uri: str, tracker_type: type[Tracker]) -> tuple[int, int]:

@@ -133,3 +133,35 @@ def test_without_a_spool_folder_an_unreachable_mlflow_raises(down):
     unspooled = Tracker(down.uri, down.experiment_id, down.parent_run_id)
     with pytest.raises(Exception, match="127.0.0.1"):
         unspooled.start_run(down.parent_run_id, "t000", "trial", {}, {KEY: "k1"})
+
+
+def test_a_spooling_process_goes_live_again_at_a_trials_start_once_mlflow_answers(
+    store, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(spool, "_SPOOLING", set())
+    monkeypatch.setattr(spool, "_TRIED", {})
+    tracker = Tracker(store.uri, store.experiment_id, store.parent_run_id, str(tmp_path / "sp"))
+    spool.start_spooling(tracker, ConnectionError("the server blinked"))
+    trial, _ = _trial(tracker, epochs=1)  # spooled: the process spools since the blink
+    assert is_stand_in(trial)
+    tracker.try_live()  # the next trial's start: MLflow answers
+    assert not spool.spooling(tracker) and not list((tmp_path / "sp").glob("*.jsonl"))
+    (run,) = _runs(store, "seed")
+    tracker.log_metrics(run.info.run_id, {"val/hm": 20.0}, 2, timestamp=1002)  # live again
+    trial_run = _runs(store, "trial")[0].info.run_id
+    tracker.log_metrics(trial_run, {"val/hm": 20.0}, 2, timestamp=1002)
+    assert not list((tmp_path / "sp").glob("*.jsonl"))
+    _assert_delivered(store, epochs=2)
+
+
+def test_while_mlflow_stays_away_a_spooling_process_tries_it_at_most_every_half_minute(
+    down, monkeypatch
+):
+    monkeypatch.setattr(spool, "_TRIED", {})
+    _trial(down)
+    (path,) = Path(down.spool_dir).glob("*.jsonl")
+    text, probes = path.read_text(), []
+    monkeypatch.setattr(Tracker, "_answers", lambda self: probes.append(1) or False)
+    down.try_live()
+    down.try_live()  # at the next trial's start, seconds later: no probe
+    assert len(probes) == 1 and spool.spooling(down) and path.read_text() == text
