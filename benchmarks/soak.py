@@ -111,8 +111,11 @@ class Server:
                 self.proc.wait()
 
 
-def restart_during(server: Server, parts: Path, at: list[int], done: threading.Event) -> list:
-    """Restart the server each time the study has written results for `at[i]` trials."""
+def restart_during(
+    server: Server, parts: Path, at: list[int], done: threading.Event, down_s: float
+) -> list:
+    """Restart the server, `down_s` seconds after stopping it, each time the study has written
+    results for `at[i]` trials."""
     restarts: list[float] = []
 
     def watch() -> None:
@@ -122,7 +125,7 @@ def restart_during(server: Server, parts: Path, at: list[int], done: threading.E
             if done.is_set():
                 return
             server.stop()
-            time.sleep(2)  # down for a moment: calls fail, are retried or wait in the spool
+            time.sleep(down_s)  # calls fail, are retried or wait in the spool
             server.start()
             restarts.append(time.monotonic())
 
@@ -134,7 +137,15 @@ def _count(parts: Path) -> int:
     return len(list(parts.glob("*.parquet"))) if parts.exists() else 0
 
 
-def soak(trials: int, restarts: int, epochs: int, faults: str, retries: int, folder: Path):
+def soak(
+    trials: int,
+    restarts: int,
+    epochs: int,
+    faults: str,
+    retries: int,
+    folder: Path,
+    down_s: float = 2.0,
+):
     from ablate.search import replay
 
     lrs = learning_rates(trials)
@@ -152,7 +163,7 @@ def soak(trials: int, restarts: int, epochs: int, faults: str, retries: int, fol
                "--tracking-uri", server.uri]  # fmt: skip
     done = threading.Event()
     at = [trials * (i + 1) // (restarts + 1) for i in range(restarts)]
-    restarted = restart_during(server, folder / "results/soak/parts", at, done)
+    restarted = restart_during(server, folder / "results/soak/parts", at, done, down_s)
     started = time.monotonic()
     try:
         run = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
@@ -217,6 +228,12 @@ def count(uri: str, folder: Path, lrs: list, injected: dict, epochs: int) -> dic
         "failures_with_error": sum(bool(e) for e in failed.values()),
         "trial_runs_duplicated": sum(n - 1 for n in per_config.values()),
         "runs_left_running": sum(r.info.status == "RUNNING" for r in runs),
+        # runs created as a spool was replayed: trials that started while the server was down
+        "runs_created_from_spool": sum("ablate.spooled_as" in r.data.tags for r in runs),
+        "calls_left_in_spool": sum(
+            len(f.read_text().splitlines())
+            for f in (folder / "results/soak/mlflow-spool").glob("*.jsonl")
+        ),
         "cells_expected": len(expected),
         "cells_lost_mlflow": len(set(expected) - set(in_mlflow)),
         "cells_duplicated_mlflow": sum(n - 1 for n in in_mlflow.values()),
@@ -232,6 +249,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--restarts", type=int, default=2, help="MLflow server restarts")
+    parser.add_argument(
+        "--down-s", type=float, default=2.0, help="seconds the server stays down per restart"
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--faults", default="raise:0.10,nan:0.05")
     parser.add_argument("--retries", type=int, default=0)
@@ -240,7 +260,9 @@ def main() -> None:
     args = parser.parse_args()
     folder = args.folder or Path(tempfile.mkdtemp(prefix="ablate-soak-"))
     folder.mkdir(parents=True, exist_ok=True)
-    figures = soak(args.trials, args.restarts, args.epochs, args.faults, args.retries, folder)
+    figures = soak(
+        args.trials, args.restarts, args.epochs, args.faults, args.retries, folder, args.down_s
+    )
     for key, value in figures.items():
         print(f"{key:32s} {value}")
     print(f"(everything in {folder})")
