@@ -35,6 +35,7 @@ MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 open_clip.add_model_config(MODEL_CONFIG_DIR)
 
 SHIPPED = "shipped"  # the `pretrained` value that selects the packaged weights below
+RANDOM_INIT_SEED = 0  # random weights (pretrained=None) are the same in every process
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 # model -> (file in PRETRAINED_DIR, its SHA-256); rebuild with scripts/pretrain_tiny_clip.py
 SHIPPED_WEIGHTS: dict[str, tuple[str, str]] = {
@@ -277,13 +278,21 @@ def load(cfg: BackboneConfig, device: str | torch.device = "cpu") -> Backbone:
 
 @contextlib.contextmanager
 def _quiet_random_init(pretrained: str | None) -> Iterator[None]:
-    """open_clip warns on every random init; with pretrained=None that is what was asked for."""
+    """open_clip warns on every random init; with pretrained=None that is what was asked for.
+
+    Random weights are drawn from a fixed seed (on the CPU, where open_clip builds the model),
+    whatever the process's random state: every trial, worker and run of a study then trains its
+    prompts on the same backbone. The caller's random state is left as it was."""
+    if pretrained:
+        yield
+        return
     root = logging.getLogger()
     level = root.level
-    if not pretrained:
-        root.setLevel(logging.ERROR)
+    root.setLevel(logging.ERROR)
     try:
-        yield
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_INIT_SEED)
+            yield
     finally:
         root.setLevel(level)
 

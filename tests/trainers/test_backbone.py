@@ -126,3 +126,20 @@ def test_the_knob_reads_what_hydra_and_hand_written_configs_give():
     assert BackboneConfig(quick_gelu=False).quick_gelu == "false"
     with pytest.raises(ValueError, match="backbone.quick_gelu"):
         BackboneConfig(quick_gelu="sometimes")
+
+
+def test_random_weights_are_the_same_in_every_process_and_leave_its_random_state_alone():
+    """A study on random weights (pretrained=None) trains every trial, worker and rerun on one
+    backbone, whatever each process drew before (the same config and seed gave different
+    losses in two runs of one study)."""
+    cfg = BackboneConfig(model="ablate-tiny", pretrained=None)
+    torch.manual_seed(123)
+    first = backbone.load(cfg).model.state_dict()
+    torch.manual_seed(456)
+    torch.rand(7)  # whatever the process did before
+    state = torch.get_rng_state()
+    second = backbone.load(cfg).model.state_dict()
+    assert torch.equal(torch.get_rng_state(), state)
+    assert first.keys() == second.keys()
+    for name, tensor in first.items():
+        assert torch.equal(tensor, second[name]), name
