@@ -88,7 +88,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from ablate.search.driver import sync
+    from ablate.search.delivery import sync
 
     return sync((args.results_dir / args.study).resolve(), args.tracking_uri)
 

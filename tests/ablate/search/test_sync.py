@@ -9,7 +9,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from ablate import results
-from ablate.search import driver
+from ablate.search import delivery
 from ablate.search.ownership import OWNER_FILE, Owner
 from ablate.search.resume import StudyState
 from ablate.tracking import Tracker, spool
@@ -33,13 +33,13 @@ def _study(tmp_path: Path) -> tuple[Path, Tracker, dict[str, str]]:
         results.write_part([row | {"status": status}], study_dir, trial)
     waiting = Tracker(uri, tracker.experiment_id, tracker.parent_run_id, str(study_dir / "spool"))
     spool.write(waiting, "set_tags", (runs["a"], {"note": "spooled"}), {})
-    (study_dir / "spool").rename(study_dir / driver.SPOOL_DIR)
+    (study_dir / "spool").rename(study_dir / delivery.SPOOL_DIR)
     return study_dir, tracker, runs
 
 
 def test_sync_closes_what_the_outage_left_running_with_the_trials_statuses(tmp_path, capsys):
     study_dir, tracker, runs = _study(tmp_path)
-    assert driver.sync(study_dir, None) == 0
+    assert delivery.sync(study_dir, None) == 0
     client = MlflowClient(tracker.uri)
     pruned, killed = (client.get_run(runs[t]) for t in ("a", "b"))
     assert pruned.data.tags["note"] == "spooled"  # delivered first
@@ -51,6 +51,6 @@ def test_sync_closes_what_the_outage_left_running_with_the_trials_statuses(tmp_p
 def test_sync_leaves_the_runs_of_a_study_that_still_runs_alone(tmp_path):
     study_dir, tracker, runs = _study(tmp_path)
     (study_dir / OWNER_FILE).write_text(json.dumps(Owner.me().__dict__))  # a live owner
-    assert driver.sync(study_dir, None) == 0
+    assert delivery.sync(study_dir, None) == 0
     client = MlflowClient(tracker.uri)
     assert {client.get_run(r).info.status for r in runs.values()} == {"RUNNING"}
