@@ -160,15 +160,16 @@ class Tracker:
 
     def spooled_run(self, stand_in: str) -> str | None:
         """The id of the run a replay created for the stand-in id `stand_in`, if any."""
-        runs = self.client.search_runs(
-            [self.experiment_id], f"tags.`{SPOOLED_AS}` = '{stand_in}'", max_results=1
-        )
-        return runs[0].info.run_id if runs else None
+        return self._run_tagged({SPOOLED_AS: stand_in})
 
     def _same_run(self, tags: Mapping[str, str]) -> str | None:
         """An earlier invocation's run of the same configuration (and seed) in the same role."""
         keys = [TRIAL_KEY, ROLE] + ([SEED, PARENT] if tags[ROLE] == "seed" else [])
-        match = " and ".join(f"tags.`{k}` = '{tags[k]}'" for k in keys)
+        return self._run_tagged({k: tags[k] for k in keys})
+
+    def _run_tagged(self, tags: Mapping[str, str]) -> str | None:
+        """The id of a run of this study with all of `tags`, if any."""
+        match = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
         runs = self.client.search_runs([self.experiment_id], match, max_results=1)
         return runs[0].info.run_id if runs else None
 

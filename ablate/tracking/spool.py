@@ -50,15 +50,7 @@ def spooled(method: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(method)
     def call(self: Tracker, *args: Any, **kwargs: Any) -> None:
-        if spooling(self) or _names_stand_in(args, kwargs):  # keep the order
-            write(self, method.__name__, args, kwargs)
-            return
-        try:
-            method(self, *args, **kwargs)
-        except Exception as err:
-            if not self.spool_dir:
-                raise
-            start_spooling(self, err)
+        if not _made_live(self, method, args, kwargs)[0]:
             write(self, method.__name__, args, kwargs)
 
     return call
@@ -70,18 +62,31 @@ def spooled_creation(method: Callable[..., str]) -> Callable[..., str]:
 
     @functools.wraps(method)
     def call(self: Tracker, *args: Any, **kwargs: Any) -> str:
-        if not (spooling(self) or _names_stand_in(args, kwargs)):
-            try:
-                return method(self, *args, **kwargs)
-            except Exception as err:
-                if not self.spool_dir:
-                    raise
-                start_spooling(self, err)
+        made, run_id = _made_live(self, method, args, kwargs)
+        if made:
+            return run_id
         stand_in = f"{STAND_IN}{uuid.uuid4().hex}"
         write(self, method.__name__, args, kwargs | {"spooled_as": stand_in})
         return stand_in
 
     return call
+
+
+def _made_live(
+    tracker: Tracker, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[bool, Any]:
+    """(True, its result) once the call is made; (False, None) when it must be spooled: the
+    process spools already or the call names a run that waits (keeping the order), or MLflow
+    stays unreachable now (the process then spools from here on)."""
+    if spooling(tracker) or _names_stand_in(args, kwargs):
+        return False, None
+    try:
+        return True, method(tracker, *args, **kwargs)
+    except Exception as err:
+        if not tracker.spool_dir:
+            raise
+        start_spooling(tracker, err)
+        return False, None
 
 
 def is_stand_in(run_id: str) -> bool:
